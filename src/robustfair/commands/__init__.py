@@ -1,0 +1,1 @@
+"""Subcommands of the `robustfair` command, one module each (see robustfair.cli)."""

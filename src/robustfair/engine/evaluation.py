@@ -1,0 +1,49 @@
+"""Evaluate a saved run or checkpoint class-wise, rebuilding data and model from its config."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from robustfair.engine.checkpoint import load_checkpoint, resolve_checkpoint
+from robustfair.engine.config import parse_config
+from robustfair.errors import CheckpointError
+
+
+def load_model_from_checkpoint(target: str | Path, *, which: str = "last", device: str = "auto",
+                               test_per_class: int | None = None):
+    """(model in eval mode, RunConfig, RunData) for a run directory or checkpoint file."""
+    from robustfair.engine.trainer import build_run_model, input_geometry, prepare_data, resolve_device
+
+    path = resolve_checkpoint(target, which)
+    state = load_checkpoint(path)
+    if "config" not in state:
+        raise CheckpointError(f"{str(path)!r} holds weights only; evaluate it through a run directory "
+                              "whose config.yaml describes data and model")
+    config = parse_config(state["config"])
+    if test_per_class is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test_per_class=test_per_class))
+    dev = resolve_device(device)
+    data = prepare_data(config)
+    in_channels, input_size = input_geometry(data.train)
+    model = build_run_model(config, in_channels, input_size, data.num_classes).to(dev)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, config, data, dev
+
+
+def evaluate_checkpoint(target: str | Path, *, attack: str = "pgd20", eps: float | None = None,
+                        which: str = "last", test_per_class: int | None = None, device: str = "auto",
+                        batch_size: int = 500) -> dict[str, Any]:
+    from robustfair.engine.trainer import eval_batches, evaluate_model
+
+    model, config, data, dev = load_model_from_checkpoint(target, which=which, device=device,
+                                                          test_per_class=test_per_class)
+    if eps is None:
+        eps = config.eval.eps if config.eval.eps is not None else config.method_config().eps
+    result = evaluate_model(model, eval_batches(data.test, batch_size, dev), attack=attack, eps=float(eps),
+                            num_classes=data.num_classes, classes=data.classes, device=dev, dataset_name=data.name)
+    out = result.to_dict()
+    out["checkpoint"] = str(resolve_checkpoint(target, which))
+    return out

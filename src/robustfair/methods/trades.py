@@ -1,0 +1,52 @@
+"""TRADES: Zhang et al., ICML 2019, "Theoretically Principled Trade-off between Robustness and Accuracy".
+
+x' from x + 0.001 * N(0, I), K = 10 sign steps of 0.007 ascending sum_i KL(p(x_i) || p(x'_i))
+(eval mode), projected to the L-inf ball (eps 0.031) and clamped to [0, 1]. Loss in train
+mode: mean_i CE(f(x_i), y_i) + beta * (1/B) sum_i KL(p(x_i) || p(x'_i)), p(x) not detached.
+beta = 6 by default (BAT's table also reports beta = 1).
+
+The official code evaluates f(x) twice in train mode (once for CE, once inside the KL);
+the gradients are identical to one shared forward, which is what this does; only the
+BatchNorm running statistics see one update fewer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustfair.attacks import pgd
+from robustfair.losses import cross_entropy, trades_kl
+from robustfair.methods.base import MethodConfig, MethodOutput, TrainingMethod, crafting_model
+from robustfair.typed_config import param
+
+
+@dataclass(frozen=True)
+class TRADESConfig(MethodConfig):
+    eps: float = param(0.031, low=0.0, help="perturbation budget (TRADES code: 0.031)")
+    step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (TRADES code: 0.007)")
+    beta: float = param(6.0, low=0.0, help="weight of the KL robustness term")
+
+
+def trades_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps, step_size, steps: int) -> torch.Tensor:
+    """The TRADES attack: KL-PGD from x + 0.001 * N(0, I). eps/step_size: float or [B]."""
+    return pgd(crafting_model(model), x, y, eps=eps, step_size=step_size, steps=steps,
+               loss="kl", start="normal", start_scale=0.001)
+
+
+class TRADES(TrainingMethod):
+    name = "trades"
+    Config = TRADESConfig
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
+        c = self.config
+        x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
+        logits = model(x)
+        logits_adv = model(x_adv)
+        ce = cross_entropy(logits, y)
+        kl = trades_kl(logits, logits_adv)
+        loss = ce.mean() + c.beta * kl.sum() / x.shape[0]
+        robust = (logits_adv.detach().argmax(1) == y).float().mean()
+        return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust})

@@ -1,0 +1,68 @@
+import pytest
+
+from robustfair.engine.config import load_config, parse_config, config_to_dict
+from robustfair.engine.schedules import lr_at_epoch
+from robustfair.engine.config import ScheduleConfig
+from robustfair.errors import ConfigError, UnknownNameError
+
+
+def test_preset_loads_with_extends_and_overrides():
+    config = load_config("digits_trades", ["train.epochs=3", "method.beta=1.5", "optim.lr=0.01"])
+    assert config.train.epochs == 3
+    assert config.optim.lr == 0.01
+    method = config.method_config()
+    assert method.beta == 1.5 and method.eps == pytest.approx(0.1)  # eps inherited from digits_base
+    resolved = config_to_dict(config)
+    assert resolved["method"]["name"] == "trades" and resolved["method"]["steps"] == 10
+
+
+@pytest.mark.parametrize("override, fragment", [
+    (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
+    (["train.epochs=abc"], "train.epochs: expected an integer"),
+    (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
+    (["train.epoch=3"], "train.epoch: unknown field; valid fields of train:"),
+    (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
+    (["method.bogus=1"], "method (trades).bogus: unknown field"),
+    (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
+    (["schedule.milestones=[90, 75]"], "must be increasing"),
+    (["optim.lr=.nan"], "not a finite number"),
+    (["noequals"], "expected key=value"),
+])
+def test_invalid_values_name_the_field(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config("digits_trades", override)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_method_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="valid method names: .*erm.*pgd_at.*trades"):
+        parse_config({"method": {"name": "nonexistent"}})
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="presets: .*digits_erm"):
+        load_config("no_such_preset")
+
+
+def test_trades_schedule_matches_official_epoch_numbering():
+    # TRADES code: for epoch in 1..N: lr *= 0.1 if epoch >= 75, 0.01 if >= 90, 0.001 if >= 100.
+    schedule = ScheduleConfig(name="piecewise", milestones=(75, 90, 100), factors=(0.1, 0.01, 0.001))
+    def official(epoch_1based):
+        lr = 0.1
+        if epoch_1based >= 75: lr = 0.1 * 0.1
+        if epoch_1based >= 90: lr = 0.1 * 0.01
+        if epoch_1based >= 100: lr = 0.1 * 0.001
+        return lr
+    for index in range(110):
+        assert lr_at_epoch(schedule, 0.1, index, 110) == pytest.approx(official(index + 1))
+    multistep = ScheduleConfig(name="multistep", milestones=(75, 90, 100), gamma=0.1)
+    for index in range(110):
+        assert lr_at_epoch(multistep, 0.1, index, 110) == pytest.approx(official(index + 1))
+
+
+def test_cosine_and_warmup():
+    schedule = ScheduleConfig(name="cosine", warmup_epochs=2, min_lr=0.0)
+    assert lr_at_epoch(schedule, 1.0, 0, 12) == pytest.approx(0.5)
+    assert lr_at_epoch(schedule, 1.0, 2, 12) == pytest.approx(1.0)
+    assert lr_at_epoch(schedule, 1.0, 7, 12) == pytest.approx(0.5)
