@@ -109,15 +109,23 @@ def build_run_model(config: RunConfig, in_channels: int, input_size: int, num_cl
 
 def eval_batches(dataset, batch_size: int, device: torch.device, rank: int = 0,
                  world_size: int = 1) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Re-iterable batches of this rank's shard (every world_size-th sample), float in [0, 1]."""
+    """Re-iterable batches of this rank's shard (every world_size-th sample), float in [0, 1].
+
+    The shard is moved to the device once (uint8 images stay uint8 there) and each batch
+    is converted to float on the device.
+    """
+    idx = torch.arange(rank, len(dataset), world_size).numpy()
+    x = torch.as_tensor(dataset.x[idx]).to(device)
+    y = torch.as_tensor(dataset.y[idx]).to(device)
+    scale = 1.0 / 255.0 if x.dtype == torch.uint8 else 1.0
 
     class _Batches:
+        def __len__(self) -> int:
+            return (len(y) + batch_size - 1) // batch_size
+
         def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            n = len(dataset)
-            idx = torch.arange(rank, n, world_size)
-            for start in range(0, len(idx), batch_size):
-                part = dataset.subset(idx[start:start + batch_size])
-                yield part.as_float().x.to(device), part.y.to(device)
+            for start in range(0, len(y), batch_size):
+                yield x[start:start + batch_size].float() * scale, y[start:start + batch_size]
 
     return _Batches()
 
@@ -449,6 +457,13 @@ class Trainer:
             best["epoch"] = self.best_epoch
             best["selected_by"] = "validation worst-class robust accuracy (never the test set)"
             results["best"] = best
+            self.core.load_state_dict(current)
+        averaged = getattr(self.method, "averaged_state", lambda: None)()
+        if averaged is not None:  # e.g. CFA's fairness-aware weight average
+            current = {k: v.clone() for k, v in self.core.state_dict().items()}
+            self.core.load_state_dict(averaged)
+            results["averaged"] = evaluate_model(self.core, test, attack=cfg.eval.attack, **common).to_dict()
+            results["averaged"]["selected_by"] = f"{cfg.method_name()} weight averaging (last epoch)"
             self.core.load_state_dict(current)
         results["run"] = {"name": cfg.name, "method": cfg.method_name(), "model": cfg.model.name,
                           "epochs": cfg.train.epochs, "seed": cfg.seed, "train_time_s": round(train_time, 2),

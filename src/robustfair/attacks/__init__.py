@@ -1,0 +1,23 @@
+"""Adversarial attacks as pure functions of (model, x, y) with keyword options.
+
+    fgsm, pgd            one-step and projected-gradient attacks, injectable loss
+    early_stopped_pgd    FAT / BAT early stopping: flip steps, last clean, first adversarial
+    autoattack           adapter to the optional extra pyautoattack
+    ATTACKS, make_attack named presets (pgd20, cw20, autoattack, ...) -> callable(model, x, y)
+
+Inputs are in [0, 1] (eps in pixel units); crafting runs in eval mode and restores the
+caller's mode; only input gradients are computed.
+"""
+
+from robustfair.attacks.autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, MissingExtraError, autoattack
+from robustfair.attacks.early_stop import EarlyStopResult, early_stopped_pgd
+from robustfair.attacks.mode import crafting_mode
+from robustfair.attacks.objectives import LOSSES, Objective, resolve_objective
+from robustfair.attacks.pgd import fgsm, pgd
+from robustfair.attacks.presets import ATTACKS, DEFAULT_EPS, AttackPreset, ConfiguredAttack, make_attack
+
+__all__ = [
+    "fgsm", "pgd", "early_stopped_pgd", "EarlyStopResult", "autoattack", "AutoAttackResult",
+    "AUTOATTACK_ATTACKS", "MissingExtraError", "ATTACKS", "AttackPreset", "ConfiguredAttack",
+    "make_attack", "DEFAULT_EPS", "crafting_mode", "LOSSES", "Objective", "resolve_objective",
+]

@@ -1,0 +1,180 @@
+"""Named attack presets (`ATTACKS`) and `make_attack(name, **overrides)`.
+
+Defaults follow METHODS.md's evaluation protocol: L-inf eps 8/255 in pixel units, PGD on
+cross entropy with step 2/255 and a uniform random start; `pgd20_trades` is the TRADES
+repository's evaluation (step 0.003); `pgd20_l2` uses eps 0.5 and Madry et al.'s step rule
+2.5 * eps / steps. Overriding eps does not rescale step_size: pass both when needed.
+
+`make_attack` returns a `ConfiguredAttack`: a callable `(model, x, y) -> x_adv` carrying
+`.spec`, the dictionary results.json records (name, eps, step_size, steps, loss, norm,
+restarts, ...).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from robustfair.attacks.autoattack import AUTOATTACK_ATTACKS, VERSIONS, autoattack
+from robustfair.attacks.checks import NORMS, STARTS, check_choice, check_clamp, check_number
+from robustfair.attacks.mode import BN_MODES
+from robustfair.attacks.objectives import loss_name, resolve_objective
+from robustfair.attacks.pgd import fgsm, pgd
+from robustfair.errors import ConfigError
+from robustfair.registry import Registry
+
+DEFAULT_EPS = 8 / 255
+
+
+def _check_seed(value: Any) -> None:
+    if value is not None:
+        check_number(value, "seed", integer=True)
+
+
+def _check_attacks(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"attacks: expected a list of names from {', '.join(AUTOATTACK_ATTACKS)}, got {value!r}")
+    for name in value:
+        check_choice(name, "attacks", AUTOATTACK_ATTACKS)
+
+
+# One validator per overridable option; each raises ConfigError naming the field.
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "eps": lambda v: check_number(v, "eps"),
+    "step_size": lambda v: check_number(v, "step_size", low_open=True),
+    "steps": lambda v: check_number(v, "steps", low=1, integer=True),
+    "restarts": lambda v: check_number(v, "restarts", low=1, integer=True),
+    "norm": lambda v: check_choice(v, "norm", NORMS),
+    "loss": lambda v: resolve_objective(v),
+    "start": lambda v: check_choice(v, "start", STARTS),
+    "start_scale": lambda v: check_number(v, "start_scale"),
+    "clamp": check_clamp,
+    "bn_mode": lambda v: check_choice(v, "bn_mode", BN_MODES),
+    "seed": _check_seed,
+    "version": lambda v: check_choice(v, "version", VERSIONS),
+    "attacks": _check_attacks,
+    "batch_size": lambda v: check_number(v, "batch_size", low=1, integer=True),
+}
+
+_PGD_OPTIONS = ("eps", "step_size", "steps", "norm", "loss", "start", "start_scale", "restarts",
+                "clamp", "bn_mode", "seed")
+_FGSM_OPTIONS = ("eps", "norm", "loss", "clamp", "bn_mode")
+_AUTOATTACK_OPTIONS = ("eps", "norm", "version", "attacks", "seed", "batch_size")
+
+
+@dataclass(frozen=True)
+class AttackPreset:
+    """A named attack: which function it runs (`kind`), its defaults and what may be overridden."""
+
+    kind: str  # "pgd", "fgsm" or "autoattack"
+    defaults: Mapping[str, Any]
+    description: str
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return {"pgd": _PGD_OPTIONS, "fgsm": _FGSM_OPTIONS, "autoattack": _AUTOATTACK_OPTIONS}[self.kind]
+
+
+def _pgd_preset(steps: int, step_size: float, description: str, **changes: Any) -> AttackPreset:
+    defaults = dict(eps=DEFAULT_EPS, step_size=step_size, steps=steps, norm="linf", loss="ce",
+                    start="uniform", start_scale=0.001, restarts=1, clamp=(0.0, 1.0),
+                    bn_mode="eval", seed=None)
+    defaults.update(changes)
+    return AttackPreset("pgd", defaults, description)
+
+
+ATTACKS: Registry[AttackPreset] = Registry("attack", {
+    "fgsm": AttackPreset("fgsm", dict(eps=DEFAULT_EPS, norm="linf", loss="ce", clamp=(0.0, 1.0),
+                                      bn_mode="eval"), "FGSM, one sign step of eps on CE"),
+    "pgd10": _pgd_preset(10, 2 / 255, "PGD-10 on CE, step 2/255, uniform start"),
+    "pgd20": _pgd_preset(20, 2 / 255, "PGD-20 on CE, step 2/255, uniform start (evaluation protocol)"),
+    "pgd20_trades": _pgd_preset(20, 0.003, "PGD-20 on CE, step 0.003 (TRADES repository evaluation)"),
+    "pgd100": _pgd_preset(100, 2 / 255, "PGD-100 on CE, step 2/255, uniform start"),
+    "cw20": _pgd_preset(20, 2 / 255, "PGD-20 on the CW margin, step 2/255, uniform start", loss="margin"),
+    "pgd20_l2": _pgd_preset(20, 2.5 * 0.5 / 20, "L2 PGD-20 on CE, eps 0.5, step 2.5 eps / 20",
+                            eps=0.5, norm="l2"),
+    "autoattack": AttackPreset("autoattack", dict(eps=DEFAULT_EPS, norm="linf", version="standard",
+                                                  attacks=None, seed=0, batch_size=500),
+                               "AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square)"),
+})
+
+
+def _plain(field: str, value: Any) -> Any:
+    """Plain Python values (numpy scalars become float/int), so `.spec` is JSON-ready."""
+    if value is None or isinstance(value, (str, bool)) or callable(value):
+        return value
+    if field in ("clamp", "attacks"):
+        return tuple(float(v) if field == "clamp" else v for v in value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+class ConfiguredAttack:
+    """A preset with its options resolved: call it as `attack(model, x, y) -> x_adv`."""
+
+    def __init__(self, name: str, preset: AttackPreset, options: Mapping[str, Any]):
+        self.name = name
+        self.preset = preset
+        self.options = dict(options)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """JSON-serialisable description of the attack for results.json."""
+        o = self.options
+        spec: dict[str, Any] = {"name": self.name, "eps": o["eps"], "norm": o["norm"]}
+        if self.preset.kind == "pgd":
+            spec.update(step_size=o["step_size"], steps=o["steps"], loss=loss_name(o["loss"]),
+                        restarts=o["restarts"], start=o["start"], seed=o["seed"])
+        elif self.preset.kind == "fgsm":
+            spec.update(step_size=o["eps"], steps=1, loss=loss_name(o["loss"]), restarts=1, start="none")
+        else:
+            spec.update(step_size=None, steps=None, loss=None, restarts=None, version=o["version"],
+                        attacks=None if o["attacks"] is None else list(o["attacks"]), seed=o["seed"])
+        return spec
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        o = dict(self.options)
+        if self.preset.kind == "fgsm":
+            return fgsm(model, x, y, **o)
+        if self.preset.kind == "autoattack":
+            version = "custom" if o["attacks"] is not None else o["version"]
+            return autoattack(model, x, y, eps=o["eps"], norm=o["norm"], version=version,
+                              attacks=o["attacks"], seed=o["seed"], batch_size=o["batch_size"]).x_adv
+        seed = o.pop("seed")
+        generator = None if seed is None else torch.Generator(device=x.device).manual_seed(seed)
+        return pgd(model, x, y, generator=generator, **o)
+
+    def __repr__(self) -> str:
+        return f"ConfiguredAttack({self.spec})"
+
+
+def make_attack(name: str, **overrides: Any) -> ConfiguredAttack:
+    """The preset `name` from ATTACKS with `overrides` applied and validated.
+
+    Raises UnknownNameError (listing the valid names) for an unknown preset, and
+    ConfigError naming the field and what is allowed for an unknown or invalid override.
+    """
+    preset = ATTACKS[name]
+    options = dict(preset.defaults)
+    for field, value in overrides.items():
+        if field not in preset.options:
+            raise ConfigError(f"attack {name!r}: unknown option {field!r}; valid options: "
+                              f"{', '.join(sorted(preset.options))}")
+        try:
+            if preset.kind == "autoattack" and field == "norm":
+                check_choice(value, "norm", ("linf", "l2", "l1"))
+            else:
+                _VALIDATORS[field](value)
+        except ConfigError as err:
+            raise ConfigError(f"attack {name!r}: {err}") from None
+        options[field] = _plain(field, value)
+    return ConfiguredAttack(name, preset, options)

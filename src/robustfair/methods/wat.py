@@ -1,0 +1,114 @@
+"""WAT: Li & Liu, AAAI 2023, "WAT: Improve the Worst-class Robustness in Adversarial Training".
+
+Worst-class adversarial training plays a no-regret game: a Hedge learner (exponential
+weights, rate eta = 0.1) keeps a distribution over C + 1 "experts", the C classes and
+the average loss, and the model minimises the weighted TRADES loss. Following the
+official `train_wat.py` (`--alg wat`):
+
+- Training loss (train mode), with w the current weights ([C + 1], summing to C):
+  `(1/B) sum_i w_{y_i} (CE(f(x_i), y_i) + beta KL(p(x_i) || p(x'_i)))`
+  `+ w_C * (mean_i CE(f(x_i), y_i) + beta (1/B) sum_i KL(p(x_i) || p(x'_i)))`,
+  x' from the TRADES attack (x + 0.001 N(0, I), 10 KL sign steps of 0.007, eps 0.031).
+- After each epoch, on the validation split (attack in eval mode, losses in eval mode
+  without gradient): the TRADES cost of class k, `c_k = mean over class k of
+  (CE + beta KL)`, and of the whole split, c_C = the mean over all samples. The costs
+  add up over epochs, L += c, and `w = C * softmax(eta * L)`
+  (`robustfair.losses.peers.hedge_weights`).
+- Before the first validation every weight is 1 (the official initialisation).
+
+The official code divides the validation sums by `batches * batch_size`, which equals the
+sample count when the batch size divides the split; this uses the exact counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from robustfair.errors import ConfigError
+from robustfair.losses import cross_entropy, trades_kl
+from robustfair.losses.peers import classwise_counts, classwise_sums, hedge_weights
+from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
+from robustfair.methods.trades import trades_adversarial
+from robustfair.typed_config import param
+
+
+@dataclass(frozen=True)
+class WATConfig(MethodConfig):
+    eps: float = param(0.031, low=0.0, help="perturbation budget (WAT code: 0.031)")
+    step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (WAT code: 0.007)")
+    beta: float = param(6.0, low=0.0, help="TRADES beta")
+    eta: float = param(0.1, low=0.0, help="Hedge learning rate")
+
+
+class WAT(TrainingMethod):
+    """Worst-class adversarial training (`wat`); see the module docstring."""
+
+    name = "wat"
+    Config = WATConfig
+
+    def __init__(self, config: Any, *, num_classes: int):
+        super().__init__(config, num_classes=num_classes)
+        self.cumulative_cost = torch.zeros(num_classes + 1, dtype=torch.float64)
+        self.weights = torch.ones(num_classes + 1)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
+        c = self.config
+        x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
+        logits = model(x)
+        logits_adv = model(x_adv)
+        ce = cross_entropy(logits, y)
+        kl = trades_kl(logits, logits_adv)
+        cost = ce + c.beta * kl
+        if self.weights.device != x.device:
+            self.weights = self.weights.to(x.device)  # once, not a host-to-device copy per step
+        weights = self.weights
+        class_part = (weights[y] * cost).sum() / x.shape[0]
+        mean_part = weights[self.num_classes] * cost.mean()
+        robust = (logits_adv.detach().argmax(1) == y).float().mean()
+        return MethodOutput(class_part + mean_part, {"ce": ce.detach().mean(), "kl": kl.detach().mean(),
+                                                     "train_robust_acc": robust})
+
+    def validation_costs(self, ctx: EpochContext) -> torch.Tensor:
+        """[C + 1] mean TRADES cost per class and over the whole validation split."""
+        if ctx.val_loader is None:
+            raise ConfigError("wat: the Hedge weights are fitted on a validation split; set data.val_per_class > 0")
+        c = self.config
+        model = ctx.model
+        sums = torch.zeros(self.num_classes, dtype=torch.float64, device=ctx.device)
+        counts = torch.zeros(self.num_classes, dtype=torch.float64, device=ctx.device)
+        saved = [(m, m.training) for m in model.modules()]
+        try:
+            for x, y in ctx.val_loader:
+                x, y = x.to(ctx.device), y.to(ctx.device)
+                x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
+                model.eval()
+                with torch.no_grad():
+                    logits = model(x)
+                    cost = cross_entropy(logits, y) + c.beta * trades_kl(logits, model(x_adv))
+                sums += classwise_sums(cost.double(), y, self.num_classes)
+                counts += classwise_counts(y, self.num_classes, torch.float64)
+        finally:
+            for module, training in saved:
+                module.training = training
+        sums = ctx.all_reduce_sum(sums)
+        counts = ctx.all_reduce_sum(counts)
+        per_class = sums / counts.clamp(min=1)
+        overall = sums.sum() / counts.sum().clamp(min=1)
+        return torch.cat([per_class, overall.view(1)])
+
+    def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
+        costs = self.validation_costs(ctx).cpu()
+        self.cumulative_cost = self.cumulative_cost + costs
+        self.weights = hedge_weights(self.cumulative_cost, self.config.eta, self.num_classes).float()
+        return {"wat_val_cost": costs.tolist(), "wat_weights": self.weights.tolist()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cumulative_cost": self.cumulative_cost.clone(), "weights": self.weights.detach().cpu().clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.cumulative_cost = state["cumulative_cost"].detach().double().cpu().clone()
+        self.weights = state["weights"].detach().float().cpu().clone()
