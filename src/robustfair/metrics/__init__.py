@@ -3,3 +3,4 @@
 from robustfair.metrics.classwise import ClasswiseResult, classwise_result, evaluate_classwise
 
 __all__ = ["ClasswiseResult", "classwise_result", "evaluate_classwise"]
+from robustfair.metrics.analysis import fairness_analysis, steps_to_flip, steps_to_flip_by_class, target_distribution  # noqa: E402,F401
