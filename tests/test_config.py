@@ -35,6 +35,11 @@ def test_invalid_values_name_the_field(override, fragment):
     assert "\n" not in str(err.value)
 
 
+def test_scientific_notation_override_is_a_number():
+    config = load_config("digits_trades", ["optim.lr=1e-3", "method.beta=6E0"])
+    assert config.optim.lr == pytest.approx(1e-3) and config.method_config().beta == 6.0
+
+
 def test_unknown_method_lists_valid_names():
     with pytest.raises(UnknownNameError, match="valid method names: .*erm.*pgd_at.*trades"):
         parse_config({"method": {"name": "nonexistent"}})

@@ -2,13 +2,20 @@
 
 Each subcommand lives in `robustfair/commands/<name>.py` with `add_parser(subparsers)`
 and `run(args) -> int`. Bad input ends with one line `robustfair: error: ...` on stderr
-and a non-zero exit, never a traceback.
+and a non-zero exit, never a traceback:
+
+- 2: bad input or bad state (`RobustfairError`, argument errors);
+- 1: an operating-system error (disk full, permission, missing file), with advice;
+- 70: an unexpected exception, i.e. a bug (`ROBUSTFAIR_DEBUG=1` shows the traceback);
+- 130: interrupted (Ctrl-C).
+`main` returns the exit status and never raises, `SystemExit` from argparse included.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -18,11 +25,17 @@ from robustfair.errors import RobustfairError
 COMMANDS = ["train", "eval", "list", "demo", "analyze", "compare", "report", "sweep", "group"]
 
 
+EXIT_BAD_INPUT = 2
+EXIT_OS_ERROR = 1
+EXIT_BUG = 70
+EXIT_INTERRUPTED = 130
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+    def error(self, message: str) -> None:  # one line (no usage block), exit 2
+        message = " ".join(message.split())
+        sys.stderr.write(f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _command_modules():
@@ -45,30 +58,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit status, never raises."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     if argv[:1] == ["group"]:  # the tabular group-fairness tool has its own parser
         from robustfair.commands.group import run_group
 
         return _guard(lambda: run_group(argv[1:]))
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return _guard(lambda: args.run(args))
+
+    def parse_and_run():
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+
+    return _guard(parse_and_run)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def _guard(action) -> int:
     try:
-        return int(action() or 0)
+        return _exit_status(action())
+    except SystemExit as done:  # argparse (--help, --version, a usage error) and sys.exit in commands
+        if done.code is None or isinstance(done.code, int):
+            return int(done.code or 0)
+        sys.stderr.write(f"robustfair: error: {_one_line(done.code)}\n")
+        return EXIT_BAD_INPUT
     except RobustfairError as err:
-        sys.stderr.write(f"robustfair: error: {err}\n")
-        return 2
+        sys.stderr.write(f"robustfair: error: {_one_line(err)}\n")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("robustfair: interrupted; completed epochs are in the run's last checkpoint "
                          "(continue with --resume)\n")
-        return 130
+        return EXIT_INTERRUPTED
     except OSError as err:
-        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        sys.stderr.write(f"robustfair: error: {err.strerror or err}{where}\n")
-        return 1
+        sys.stderr.write(f"robustfair: error: {_os_error_line(err)}\n")
+        return EXIT_OS_ERROR
+    except MemoryError:
+        sys.stderr.write("robustfair: error: out of memory; lower train.batch_size or train.eval_batch_size\n")
+        return EXIT_OS_ERROR
+    except Exception as err:  # a bug: still one line, with the way to see the traceback
+        if os.environ.get("ROBUSTFAIR_DEBUG"):
+            raise
+        if "out of memory" in str(err).lower():  # torch.OutOfMemoryError and CUDA allocator errors
+            sys.stderr.write("robustfair: error: out of memory on the device; lower train.batch_size or "
+                             "train.eval_batch_size\n")
+            return EXIT_OS_ERROR
+        first = _one_line(str(err).splitlines()[0]) if str(err).strip() else ""
+        sys.stderr.write(f"robustfair: internal error (a bug; please report it): {type(err).__name__}"
+                         f"{': ' + first if first else ''}; ROBUSTFAIR_DEBUG=1 shows the traceback\n")
+        return EXIT_BUG
+
+
+def _exit_status(value: object) -> int:
+    if value is None or isinstance(value, bool):
+        return int(bool(value))
+    return value if isinstance(value, int) else 0
+
+
+def _os_error_line(err: OSError) -> str:
+    """'REASON (FILE); ADVICE' for an OSError that reached the top."""
+    from robustfair.engine.run_files import os_error_advice
+
+    reason = err.strerror or _one_line(err) or type(err).__name__
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    advice = os_error_advice(err)
+    return f"{reason}{where}" + (f"; {advice}" if advice else "")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, Mapping, Sequence
@@ -20,6 +21,7 @@ import yaml
 from robustfair.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def param(default: Any = _MISSING, *, low: float | None = None, high: float | None = None,
@@ -137,7 +139,9 @@ def build(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
     if unknown:
-        where = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        key = unknown[0]
+        shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
+        where = f"{path}.{shown}" if path else shown
         raise ConfigError(f"{where}: unknown field; valid fields{' of ' + path if path else ''}: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, f in fields.items():
@@ -178,6 +182,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 as a string; people mean the number
     return keys, value
 
 

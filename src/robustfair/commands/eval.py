@@ -10,8 +10,14 @@ from typing import Any, Mapping
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="class-wise evaluation of a run or checkpoint",
-                       description="Evaluate a run directory's checkpoint on its test set under an attack.")
-    p.add_argument("target", help="run directory or checkpoint file (.safetensors)")
+                       description="Evaluate a run directory's checkpoint on its test set under an attack, "
+                                   "or a model built from --model/--dataset (untrained, or --weights).")
+    p.add_argument("target", nargs="?", help="run directory or checkpoint file (.safetensors)")
+    p.add_argument("--model", help="evaluate this registry model instead of a run (with --dataset)")
+    p.add_argument("--dataset", help="dataset registry name for --model")
+    p.add_argument("--data-root", help="directory holding the dataset files (default: $ROBUSTFAIR_DATA)")
+    p.add_argument("--weights", help="with --model: a .safetensors weights file (default: untrained)")
+    p.add_argument("--seed", type=int, default=0, help="with --model: initialisation and subset seed")
     p.add_argument("--attack", default="pgd20", help="attack name (robustfair list attacks) or 'none'")
     p.add_argument("--eps", type=float, help="attack eps (default: the run's)")
     p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run directory")
@@ -22,11 +28,23 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustfair.engine.evaluation import evaluate_checkpoint
+    from robustfair.engine.evaluation import evaluate_checkpoint, evaluate_registry_model
+    from robustfair.errors import ConfigError
 
-    result = evaluate_checkpoint(args.target, attack=args.attack, eps=args.eps, which=args.which,
-                                 test_per_class=args.test_per_class, device=args.device)
-    print_result(result, title=f"{args.target} ({args.which}) under {args.attack}")
+    if args.model or args.dataset:
+        if args.target or not (args.model and args.dataset):
+            raise ConfigError("eval: give either a run directory / checkpoint, or both --model and --dataset")
+        result = evaluate_registry_model(args.model, args.dataset, root=args.data_root, weights=args.weights,
+                                         attack=args.attack, eps=args.eps, test_per_class=args.test_per_class,
+                                         device=args.device, seed=args.seed)
+        title = f"{args.model} ({'weights ' + args.weights if args.weights else 'untrained'}) on {args.dataset}"
+    else:
+        if not args.target:
+            raise ConfigError("eval: give a run directory or checkpoint file (or --model and --dataset)")
+        result = evaluate_checkpoint(args.target, attack=args.attack, eps=args.eps, which=args.which,
+                                     test_per_class=args.test_per_class, device=args.device)
+        title = f"{args.target} ({args.which})"
+    print_result(result, title=f"{title} under {args.attack}, {sum(result['per_class']['count'])} test images")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robustfair.errors import ConfigError
+from robustfair.errors import CheckpointError, ConfigError
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("config", help="preset name, YAML path, or (with --resume) a run directory")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     p.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run directory from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run directory from its last checkpoint (overrides apply, e.g. optim.lr=0.01)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(run=run)
 
@@ -24,11 +25,18 @@ def run(args: argparse.Namespace) -> int:
     from robustfair.engine.config import load_config
     from robustfair.engine.trainer import load_run_config, train
 
+    for item in [args.config, *args.overrides, args.run_dir or ""]:
+        if "\x00" in item:  # no shell passes one; refuse before any path use
+            raise ConfigError(f"argument {item!r}: contains a NUL character")
     for item in args.overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value (for example train.epochs=5)")
     target = Path(args.config)
-    if args.resume and (target / "config.yaml").is_file():
+    looks_like_run_dir = "/" in args.config and target.suffix not in (".yaml", ".yml")
+    if args.resume and looks_like_run_dir and not target.exists():
+        raise CheckpointError(f"cannot resume: run directory {args.config!r} does not exist")
+    if args.resume and target.is_dir():
+        # A run directory: its saved config, with overrides (e.g. a lower optim.lr after divergence).
         run_dir = Path(args.run_dir) if args.run_dir else target
         config = load_run_config(target, args.overrides)
     else:

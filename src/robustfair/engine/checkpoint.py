@@ -6,20 +6,22 @@ optimiser, method state, RNG states) is stored under its path, and the rest of t
 placeholders. Loading uses safetensors only: nothing is unpickled, so a crafted pickle
 (`torch.save` output) is refused with a message naming the safe format.
 
-Writes go to a temporary file in the same directory, are flushed and fsynced, then
-`os.replace`d over the target: a kill at any moment leaves the previous checkpoint intact.
+Writes go through `run_files.atomic_write_bytes`: a temporary file in the same
+directory, fsynced, then `os.replace`d over the target, so a kill at any moment leaves
+the previous checkpoint intact, and a full or read-only disk raises a one-line
+`RunFileError` with the previous checkpoint untouched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from robustfair.engine.run_files import atomic_write_bytes
 from robustfair.errors import CheckpointError
 
 FORMAT = "robustfair-checkpoint/1"
@@ -58,7 +60,12 @@ def _unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` (a nested dict of tensors and plain values) atomically to `path`."""
+    """Write `state` (a nested dict of tensors and plain values) atomically to `path`.
+
+    Raises CheckpointError for a value that cannot be stored, and `run_files.RunFileError`
+    (an OSError naming the file and what to do) when the disk is full or read-only; in
+    both cases the previous file at `path` is untouched and no temporary file remains.
+    """
     from safetensors.torch import save
 
     path = Path(path)
@@ -67,65 +74,62 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     # safetensors refuses tensors that share memory; stored copies are independent.
     tensors = {k: v.clone() if v.storage_offset() or not v.is_contiguous() else v for k, v in tensors.items()}
     blob = save(tensors, metadata={"format": FORMAT, "state": json.dumps(skeleton)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_bytes(path, blob)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_SAFE_FORMATS = ("robustfair loads only .safetensors checkpoints (weights in safetensors, training state "
+                 "as JSON metadata) or plain .safetensors weight files, which cannot execute code")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`; never unpickles anything."""
+    """Read a checkpoint written by `save_checkpoint`; never unpickles anything.
+
+    A plain safetensors weights file comes back as `{"model": tensors}`. Raises
+    CheckpointError for a missing file, a pickle / `torch.save` file (refused unread,
+    naming the safe formats), or a truncated or corrupt one.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    data = path.read_bytes()
-    if data[:1] == _PICKLE_MAGIC[0] or data[:4] == _PICKLE_MAGIC[1]:
-        raise CheckpointError(
-            f"{str(path)!r} is a pickle/torch.save file; robustfair loads only .safetensors "
-            "checkpoints (weights in safetensors, state as JSON), which cannot execute code")
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} does not exist")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} cannot be read: {err.strerror or err}") from None
+    if not _looks_like_safetensors(data):
+        # Checked after the safetensors layout: a valid header length can start with 0x80 too.
+        if data[:1] == _PICKLE_MAGIC[0] or data[:4] == _PICKLE_MAGIC[1]:
+            raise CheckpointError(f"{os.fspath(path)!r} is a pickle/torch.save file and is refused unread; "
+                                  f"{_SAFE_FORMATS}")
+        raise CheckpointError(f"{os.fspath(path)!r} is not a valid safetensors checkpoint (truncated, corrupt or "
+                              f"another format such as an old pickle); {_SAFE_FORMATS}")
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {})
-    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{str(path)!r} is not a valid safetensors checkpoint: {err}") from None
+        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as err:
+        raise CheckpointError(f"{os.fspath(path)!r} is not a valid safetensors checkpoint: "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if metadata.get("format") != FORMAT:
         # A plain safetensors weights file: return it as a flat model state dict.
         return {"model": {k: v.to(map_location) for k, v in tensors.items()}}
     try:
         skeleton = json.loads(metadata["state"])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{str(path)!r}: checkpoint metadata is corrupt ({err})") from None
-    tensors = {k: v.to(map_location) for k, v in tensors.items()}
-    return _unflatten(skeleton, tensors)
+        tensors = {k: v.to(map_location) for k, v in tensors.items()}
+        return _unflatten(skeleton, tensors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{os.fspath(path)!r}: checkpoint metadata is corrupt "
+                              f"({type(err).__name__}: {err})") from None
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object."""
+    if len(data) < 10:
+        return False
+    header_len = int.from_bytes(data[:8], "little")
+    return 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
 
 
 def resolve_checkpoint(path_or_run: str | Path, which: str = "last") -> Path:
@@ -135,7 +139,7 @@ def resolve_checkpoint(path_or_run: str | Path, which: str = "last") -> Path:
         candidate = path / "checkpoints" / f"{which}.safetensors"
         if candidate.is_file():
             return candidate
-        raise CheckpointError(f"run directory {str(path)!r} has no checkpoints/{which}.safetensors")
+        raise CheckpointError(f"run directory {os.fspath(path)!r} has no checkpoints/{which}.safetensors")
     if path.is_file():
         return path
-    raise CheckpointError(f"{str(path)!r} is neither a run directory nor a checkpoint file")
+    raise CheckpointError(f"{os.fspath(path)!r} is neither a run directory nor a checkpoint file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,21 @@ def load_model_from_checkpoint(target: str | Path, *, which: str = "last", devic
     data = prepare_data(config)
     in_channels, input_size = input_geometry(data.train)
     model = build_run_model(config, in_channels, input_size, data.num_classes).to(dev)
-    model.load_state_dict(state["model"])
+    _load_weights(model, state, path)
     model.eval()
     return model, config, data, dev
 
 
+def _load_weights(model, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{str(path)!r}: weights do not fit the model: {str(err).splitlines()[0]}") from None
+
+
 def evaluate_checkpoint(target: str | Path, *, attack: str = "pgd20", eps: float | None = None,
                         which: str = "last", test_per_class: int | None = None, device: str = "auto",
-                        batch_size: int = 500) -> dict[str, Any]:
+                        batch_size: int = 500, sanity: bool = True) -> dict[str, Any]:
     from robustfair.engine.trainer import eval_batches, evaluate_model
 
     model, config, data, dev = load_model_from_checkpoint(target, which=which, device=device,
@@ -46,4 +54,38 @@ def evaluate_checkpoint(target: str | Path, *, attack: str = "pgd20", eps: float
                             num_classes=data.num_classes, classes=data.classes, device=dev, dataset_name=data.name)
     out = result.to_dict()
     out["checkpoint"] = str(resolve_checkpoint(target, which))
+    if sanity:
+        from robustfair.metrics.sanity import run_sanity_checks
+
+        out["sanity"] = run_sanity_checks(model, eval_batches(data.test, batch_size, dev), result=result,
+                                          eps=float(eps), num_classes=data.num_classes, device=dev,
+                                          log=lambda msg: print(msg, file=sys.stderr))
+    return out
+
+
+def evaluate_registry_model(model_name: str, dataset: str, *, root: str | None = None, weights: str | None = None,
+                            attack: str = "pgd20", eps: float | None = None, test_per_class: int | None = None,
+                            device: str = "auto", seed: int = 0, batch_size: int = 500) -> dict[str, Any]:
+    """Class-wise evaluation of a registry model (untrained, or with a weights file) on a dataset's test split."""
+    import torch
+
+    from robustfair.engine.config import DataConfig, ModelConfig, RunConfig
+    from robustfair.engine.trainer import (build_run_model, eval_batches, evaluate_model, input_geometry,
+                                           prepare_data, resolve_device)
+
+    config = RunConfig(seed=seed, data=DataConfig(name=dataset, root=root, test_per_class=test_per_class),
+                       model=ModelConfig(name=model_name))
+    dev = resolve_device(device)
+    data = prepare_data(config)
+    torch.manual_seed(seed)
+    in_channels, input_size = input_geometry(data.train)
+    model = build_run_model(config, in_channels, input_size, data.num_classes).to(dev)
+    if weights:
+        _load_weights(model, load_checkpoint(weights, map_location=dev), weights)
+    model.eval()
+    eps = 8 / 255 if eps is None else eps
+    result = evaluate_model(model, eval_batches(data.test, batch_size, dev), attack=attack, eps=float(eps),
+                            num_classes=data.num_classes, classes=data.classes, device=dev, dataset_name=data.name)
+    out = result.to_dict()
+    out["model"] = {"name": model_name, "weights": weights or "untrained (seed %d)" % seed}
     return out
