@@ -77,7 +77,8 @@ def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                       clamp: tuple[float, float] | None = (0.0, 1.0), bn_mode: str = "eval",
                       mode: str = "both", early_stop: bool = True, check_final: bool = True,
                       record_predictions: bool = False,
-                      generator: torch.Generator | None = None) -> EarlyStopResult:
+                      generator: torch.Generator | None = None,
+                      logits_clean: torch.Tensor | None = None) -> EarlyStopResult:
     """PGD that stops each sample when it is misclassified (FAT's rule with counter tau).
 
     eps, step_size: numbers or per-sample tensors [B], as in `pgd`. loss: "kl" (TRADES KL
@@ -101,6 +102,9 @@ def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     record_predictions: also return predictions [K+1, B].
     generator: for the random start and the per-step noise (drawn for the whole batch,
         so a sample's draws do not depend on which other samples are still active).
+    logits_clean: float [B, C] logits of the clean x in the crafting mode, when the caller
+        already has them (BAT's two trajectories share one clean forward); computed here
+        when None and the loss needs them.
 
     With eval-mode BatchNorm (the default) samples are independent, so each sample's
     results do not depend on the rest of the batch (given the same start point).
@@ -123,10 +127,13 @@ def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     batch, num_steps = x.shape[0], steps
     with crafting_mode(model, bn_mode), torch.inference_mode(False), torch.enable_grad():
         x = x.detach()
-        logits_clean = None
-        if objective.needs_clean_logits:
+        if not objective.needs_clean_logits:
+            logits_clean = None
+        elif logits_clean is None:
             with torch.no_grad():
                 logits_clean = model(x).float()
+        else:
+            logits_clean = logits_clean.detach().float()
         current = start_point(x, start, eps_b, norm, start_scale, clamp, generator)
         last_clean = current.clone()
         first_adv = current.clone()

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robustfair.attacks import early_stopped_pgd
+from robustfair.attacks import crafting_mode, early_stopped_pgd
 from robustfair.losses.bat import SOURCE_TERMS, TARGET_TERMS, bat_loss_terms, bat_needs
 from robustfair.methods.base import MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.methods.trades import trades_adversarial
@@ -66,7 +66,8 @@ def boundary_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps
                       step_size: float = 0.007, steps: int = 10, tau: int = 1,
                       start_scale: float = 0.001, shared_trajectory: bool = False,
                       start: str | torch.Tensor = "normal",
-                      generator: torch.Generator | None = None) -> BoundaryExamples:
+                      generator: torch.Generator | None = None,
+                      check_final: bool = True) -> BoundaryExamples:
     """BAT's last clean and first adversarial examples of a batch (model put in eval mode).
 
     shared_trajectory=False (official): two early-stopped KL-PGD runs, each from its own
@@ -74,13 +75,18 @@ def boundary_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps
     with FAT's counter tau (x_fa). True: one run with counter tau gives both.
     start: "normal", or an explicit start point [B, ...] used by every trajectory (tests
     compare the two versions from the same start).
+    check_final: also classify the K-th iterate so flip_step can read K (one forward without
+    gradient); the training loss never needs it, so BAT.loss turns it off (flip_step is
+    then -1 for a sample first wrong at step K).
     """
+    with crafting_mode(model), torch.no_grad():  # one clean forward serves both trajectories
+        logits_clean = model(x.detach()).float()
     common = dict(eps=eps, step_size=step_size, steps=steps, loss="kl", start=start,
-                  start_scale=start_scale, generator=generator)
+                  start_scale=start_scale, generator=generator, logits_clean=logits_clean)
     if shared_trajectory:
-        both = early_stopped_pgd(model, x, y, tau=tau, mode="both", **common)
+        both = early_stopped_pgd(model, x, y, tau=tau, mode="both", check_final=check_final, **common)
         return BoundaryExamples(both.last_clean, both.first_adv, both.flip_step)
-    clean = early_stopped_pgd(model, x, y, tau=0, mode="last_clean", **common)
+    clean = early_stopped_pgd(model, x, y, tau=0, mode="last_clean", check_final=check_final, **common)
     # Only x_fa is read from this run: skip the final no-grad check that detects flips at step K.
     adversarial = early_stopped_pgd(model, x, y, tau=tau, mode="first_adv", check_final=False, **common)
     return BoundaryExamples(clean.last_clean, adversarial.first_adv, clean.flip_step)
@@ -122,7 +128,7 @@ class BAT(TrainingMethod):
         if needs_boundary:
             examples = boundary_examples(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size,
                                          steps=c.steps, tau=c.tau, start_scale=c.start_scale,
-                                         shared_trajectory=c.shared_trajectory)
+                                         shared_trajectory=c.shared_trajectory, check_final=False)
             flipped = (examples.flip_step >= 0) & (examples.flip_step < c.steps)
             logs["flip_rate"] = flipped.float().mean()
         if needs_fixed:
