@@ -42,7 +42,8 @@ from torch import nn
 from robustfair.attacks import pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy, trades_kl
-from robustfair.losses.peers import cfa_class_beta, cfa_class_eps_scale, classwise_counts, classwise_sums
+from robustfair.losses.peers import cfa_class_beta, cfa_class_eps_scale
+from robustfair.methods.tally import ClassAccuracyTally
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
@@ -91,8 +92,7 @@ class CFA(TrainingMethod):
     def __init__(self, config: Any, *, num_classes: int):
         super().__init__(config, num_classes=num_classes)
         self.train_robust_acc: torch.Tensor | None = None  # [C], t_k of the previous epoch
-        self._correct: torch.Tensor | None = None
-        self._count: torch.Tensor | None = None
+        self._tally = ClassAccuracyTally(num_classes)
         self._average: dict[str, torch.Tensor] | None = None
 
     # ---- calibration -------------------------------------------------------------------
@@ -118,14 +118,6 @@ class CFA(TrainingMethod):
             return cfa_class_beta(self._acc_on(device), c.beta, c.lambda_2)
         return torch.full((self.num_classes,), c.beta / (1.0 + c.beta), device=device)
 
-    def _tally(self, logits_adv: torch.Tensor, y: torch.Tensor) -> None:
-        if self._correct is None or self._correct.device != y.device:
-            self._correct = torch.zeros(self.num_classes, device=y.device)
-            self._count = torch.zeros(self.num_classes, device=y.device)
-        correct = (logits_adv.detach().argmax(1) == y).float()
-        self._correct += classwise_sums(correct, y, self.num_classes)
-        self._count += classwise_counts(y, self.num_classes)
-
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
         eps = self.class_eps(x.device)[y] if c.ccm and self.calibrating() else c.eps
@@ -134,7 +126,7 @@ class CFA(TrainingMethod):
             x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform")
             logits_adv = model(x_adv)
             ce_adv = cross_entropy(logits_adv, y)
-            self._tally(logits_adv, y)
+            self._tally.add(logits_adv, y)
             robust = (logits_adv.detach().argmax(1) == y).float().mean()
             return MethodOutput(ce_adv.mean(), {"ce_adv": ce_adv.detach().mean(), "train_robust_acc": robust})
         x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="kl",
@@ -145,15 +137,14 @@ class CFA(TrainingMethod):
         kl = trades_kl(logits, logits_adv)
         beta = self.class_beta(x.device)[y]
         loss = ((1.0 - beta) * ce + beta * kl).sum() / x.shape[0]
-        self._tally(logits_adv, y)
+        self._tally.add(logits_adv, y)
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
         return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust})
 
     # ---- epoch hooks -------------------------------------------------------------------
     def on_epoch_start(self, ctx: EpochContext) -> Mapping[str, Any]:
         super().on_epoch_start(ctx)
-        self._correct = torch.zeros(self.num_classes, device=ctx.device)
-        self._count = torch.zeros(self.num_classes, device=ctx.device)
+        self._tally.reset()
         logs: dict[str, Any] = {}
         if self.calibrating():
             logs["cfa_eps"] = self.class_eps(ctx.device).tolist()
@@ -162,10 +153,9 @@ class CFA(TrainingMethod):
 
     def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
         logs: dict[str, Any] = {}
-        if self._count is not None:
-            correct = ctx.all_reduce_sum(self._correct.clone())
-            count = ctx.all_reduce_sum(self._count.clone())
-            self.train_robust_acc = (correct / count.clamp(min=1)).detach()
+        accuracy = self._tally.accuracy(ctx.all_reduce_sum)
+        if accuracy is not None:
+            self.train_robust_acc = accuracy
             logs["cfa_train_robust_acc"] = self.train_robust_acc.tolist()
         if self.config.fawa:
             logs.update(self._update_average(ctx))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustfair.attacks import crafting_mode
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy, trades_kl
 from robustfair.losses.peers import DAFA_RULES, classwise_counts, classwise_sums, dafa_class_weights
@@ -108,17 +109,12 @@ class DAFA(TrainingMethod):
             raise ConfigError("dafa: similarity_source='val' needs a validation split; set data.val_per_class > 0")
         c = self.config
         model = ctx.model
-        saved = [(m, m.training) for m in model.modules()]
-        try:
+        with crafting_mode(model):  # eval mode throughout; every module's own mode restored after
             for x, y in ctx.val_loader:
                 x, y = x.to(ctx.device), y.to(ctx.device)
                 x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-                model.eval()
                 with torch.no_grad():
                     self._record(model(x_adv), y)
-        finally:
-            for module, training in saved:
-                module.training = training
 
     def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
         if ctx.epoch != self.config.warmup_epochs - 1 or self.class_weights is not None:

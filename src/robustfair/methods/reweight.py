@@ -32,9 +32,9 @@ from torch import nn
 from robustfair.attacks import pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy
-from robustfair.losses.peers import (classwise_counts, classwise_sums, error_margins, inverse_accuracy_weights,
-                                     margin_adjusted_logits)
+from robustfair.losses.peers import error_margins, inverse_accuracy_weights, margin_adjusted_logits
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
+from robustfair.methods.tally import ClassAccuracyTally
 from robustfair.typed_config import param
 
 
@@ -63,8 +63,7 @@ class _RobustAccuracyFeedback(TrainingMethod):
     def __init__(self, config: Any, *, num_classes: int):
         super().__init__(config, num_classes=num_classes)
         self.robust_acc: torch.Tensor | None = None
-        self._correct: torch.Tensor | None = None
-        self._count: torch.Tensor | None = None
+        self._tally = ClassAccuracyTally(num_classes)
 
     def active(self) -> bool:
         return self.robust_acc is not None and self.epoch + 1 >= self.config.begin_epoch
@@ -80,26 +79,20 @@ class _RobustAccuracyFeedback(TrainingMethod):
                     loss="ce", start="uniform")
         logits_adv = model(x_adv)
         if self.config.source == "train":
-            if self._correct is None or self._correct.device != y.device:
-                self._correct = torch.zeros(self.num_classes, device=y.device)
-                self._count = torch.zeros(self.num_classes, device=y.device)
-            correct = (logits_adv.detach().argmax(1) == y).float()
-            self._correct += classwise_sums(correct, y, self.num_classes)
-            self._count += classwise_counts(y, self.num_classes)
+            self._tally.add(logits_adv, y)
         return logits_adv
 
     def on_epoch_start(self, ctx: EpochContext) -> Mapping[str, Any]:
         super().on_epoch_start(ctx)
-        self._correct = self._count = None
+        self._tally.reset()
         return {}
 
     def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
         if self.config.source == "train":
-            if self._count is None:
+            accuracy = self._tally.accuracy(ctx.all_reduce_sum)
+            if accuracy is None:
                 return {}
-            correct = ctx.all_reduce_sum(self._correct.clone())
-            count = ctx.all_reduce_sum(self._count.clone())
-            self.robust_acc = (correct / count.clamp(min=1)).detach()
+            self.robust_acc = accuracy
         else:
             if ctx.val_loader is None:
                 raise ConfigError(f"{self.name}: source='val' needs a validation split; set data.val_per_class > 0 "

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from robustfair.attacks import crafting_mode
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy, trades_kl
 from robustfair.losses.peers import classwise_counts, classwise_sums, hedge_weights
@@ -80,20 +81,15 @@ class WAT(TrainingMethod):
         model = ctx.model
         sums = torch.zeros(self.num_classes, dtype=torch.float64, device=ctx.device)
         counts = torch.zeros(self.num_classes, dtype=torch.float64, device=ctx.device)
-        saved = [(m, m.training) for m in model.modules()]
-        try:
+        with crafting_mode(model):  # eval mode throughout; every module's own mode restored after
             for x, y in ctx.val_loader:
                 x, y = x.to(ctx.device), y.to(ctx.device)
                 x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-                model.eval()
                 with torch.no_grad():
                     logits = model(x)
                     cost = cross_entropy(logits, y) + c.beta * trades_kl(logits, model(x_adv))
                 sums += classwise_sums(cost.double(), y, self.num_classes)
                 counts += classwise_counts(y, self.num_classes, torch.float64)
-        finally:
-            for module, training in saved:
-                module.training = training
         sums = ctx.all_reduce_sum(sums)
         counts = ctx.all_reduce_sum(counts)
         per_class = sums / counts.clamp(min=1)
