@@ -45,7 +45,7 @@ def hand_kl_sum(z_p, z_q):
     total = 0.0
     for i in range(lp.shape[0]):
         for k in range(lp.shape[1]):
-            total += math.exp(lp[i, k]) * (lp[i, k] - lq[i, k])
+            total += math.exp(lp[i, k].item()) * (lp[i, k].item() - lq[i, k].item())
     return total
 
 
