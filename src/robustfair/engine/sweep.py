@@ -14,7 +14,8 @@ the preset gives it. An explicit `init_from=...` override is never rewritten.
 
 The tables reuse `robustfair.report.compare`: one row per preset (in the given order) with
 mean ± sample std over its finished seeds, then per-class clean/robust errors, then the
-training time per preset.
+training and wall time per preset (wall: meta.json to results.json modification times).
+A preset whose seeds have not all finished shows the seeds that have (the "runs" column).
 """
 
 from __future__ import annotations
