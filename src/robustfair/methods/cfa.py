@@ -41,9 +41,10 @@ from torch import nn
 
 from robustfair.attacks import pgd
 from robustfair.errors import ConfigError
-from robustfair.losses import cross_entropy, trades_kl
+from robustfair.losses import cross_entropy
 from robustfair.losses.peers import cfa_class_beta, cfa_class_eps_scale
 from robustfair.methods.tally import ClassAccuracyTally
+from robustfair.methods.trades import trades_terms
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
@@ -131,10 +132,8 @@ class CFA(TrainingMethod):
             return MethodOutput(ce_adv.mean(), {"ce_adv": ce_adv.detach().mean(), "train_robust_acc": robust})
         x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="kl",
                     start="normal", start_scale=0.001)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
+        t = trades_terms(model, x, x_adv, y)
+        logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         beta = self.class_beta(x.device)[y]
         loss = ((1.0 - beta) * ce + beta * kl).sum() / x.shape[0]
         self._tally.add(logits_adv, y)

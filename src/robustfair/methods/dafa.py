@@ -31,10 +31,9 @@ from torch import nn
 
 from robustfair.attacks import crafting_mode
 from robustfair.errors import ConfigError
-from robustfair.losses import cross_entropy, trades_kl
 from robustfair.losses.peers import DAFA_RULES, classwise_counts, classwise_sums, dafa_class_weights
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial
+from robustfair.methods.trades import trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 
@@ -88,10 +87,8 @@ class DAFA(TrainingMethod):
             weight = self._weights_on(x.device)[y]
             eps, step = (weight * c.eps).clamp(min=0), (weight * c.step_size).clamp(min=0)
         x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step, steps=c.steps)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
+        t = trades_terms(model, x, x_adv, y)
+        logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         natural = ce.mean() if weight is None else (ce * weight).mean()
         loss = natural + c.beta * kl.sum() / x.shape[0]
         if self.recording():

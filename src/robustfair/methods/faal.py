@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from robustfair.attacks import pgd
-from robustfair.losses import cross_entropy, margin, trades_kl
+from robustfair.losses import cross_entropy, margin
 from robustfair.losses.peers import classwise_counts, classwise_sums, faal_class_weights
 from robustfair.methods.base import MethodConfig, MethodOutput, TrainingMethod, crafting_model
-from robustfair.methods.trades import trades_adversarial
+from robustfair.methods.trades import trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 
@@ -60,9 +60,8 @@ class FAAL(TrainingMethod):
             logs["ce_adv"] = per_sample.detach().mean()
         else:
             x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-            logits = model(x)
-            logits_adv = model(x_adv)
-            ce, kl = cross_entropy(logits, y), trades_kl(logits, logits_adv)
+            t = trades_terms(model, x, x_adv, y)
+            logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
             per_sample = ce + c.beta * kl
             logs.update(ce=ce.detach().mean(), kl=kl.detach().mean())
         counts = classwise_counts(y, self.num_classes)

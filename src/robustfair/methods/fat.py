@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from robustfair.attacks import early_stopped_pgd
-from robustfair.losses import cross_entropy, trades_kl
+from robustfair.losses import cross_entropy
+from robustfair.methods.trades import trades_terms
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
@@ -112,10 +113,8 @@ class FATTRADES(_FAT):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         x_adv, passes = self.friendly_adversarial(model, x, y)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
+        t = trades_terms(model, x, x_adv, y)
+        logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         loss = ce.mean() + self.config.beta * kl.sum() / x.shape[0]
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
         steps = torch.tensor(passes / x.shape[0], device=x.device)

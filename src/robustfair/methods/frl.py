@@ -50,9 +50,8 @@ import torch
 from torch import nn
 
 from robustfair.errors import ConfigError
-from robustfair.losses import cross_entropy, trades_kl
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial
+from robustfair.methods.trades import trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 # ---------------------------------------------------------------------------------------
@@ -319,10 +318,8 @@ class FRL(TrainingMethod):
         w0_c, w1_c, _ = self._per_class_on(y.device)
         eps, step_size = self.attack_budget(y)
         x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step_size, steps=c.steps)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
+        t = trades_terms(model, x, x_adv, y)
+        logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         w0, w1 = w0_c[y], w1_c[y]
         loss = frl_weighted_loss(ce, kl, w0, w1, beta=c.beta, normalization=c.loss_normalization,
                                  denominators=self._global_denominators(w0, w1))

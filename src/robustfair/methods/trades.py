@@ -36,6 +36,27 @@ def trades_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
                loss="kl", start="normal", start_scale=0.001)
 
 
+@dataclass
+class TradesTerms:
+    """Train-mode outputs of a TRADES-family loss: logits [B, C] of x and x', and the
+    per-sample CE(f(x), y) and KL(p(x) || p(x')) [B] (gradients flow through both sides)."""
+
+    logits: torch.Tensor
+    logits_adv: torch.Tensor
+    ce: torch.Tensor
+    kl: torch.Tensor
+
+    def robust_accuracy(self, y: torch.Tensor) -> torch.Tensor:
+        return (self.logits_adv.detach().argmax(1) == y).float().mean()
+
+
+def trades_terms(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> TradesTerms:
+    """f(x) then f(x') in the model's current (train) mode, as the TRADES code orders them."""
+    logits = model(x)
+    logits_adv = model(x_adv)
+    return TradesTerms(logits, logits_adv, cross_entropy(logits, y), trades_kl(logits, logits_adv))
+
+
 class TRADES(TrainingMethod):
     name = "trades"
     Config = TRADESConfig
@@ -43,10 +64,7 @@ class TRADES(TrainingMethod):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
         x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
-        loss = ce.mean() + c.beta * kl.sum() / x.shape[0]
-        robust = (logits_adv.detach().argmax(1) == y).float().mean()
-        return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust})
+        t = trades_terms(model, x, x_adv, y)
+        loss = t.ce.mean() + c.beta * t.kl.sum() / x.shape[0]
+        return MethodOutput(loss, {"ce": t.ce.detach().mean(), "kl": t.kl.detach().mean(),
+                                   "train_robust_acc": t.robust_accuracy(y)})

@@ -33,7 +33,7 @@ from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy, trades_kl
 from robustfair.losses.peers import classwise_counts, classwise_sums, hedge_weights
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial
+from robustfair.methods.trades import trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 
@@ -59,10 +59,8 @@ class WAT(TrainingMethod):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
         x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-        logits = model(x)
-        logits_adv = model(x_adv)
-        ce = cross_entropy(logits, y)
-        kl = trades_kl(logits, logits_adv)
+        t = trades_terms(model, x, x_adv, y)
+        logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         cost = ce + c.beta * kl
         if self.weights.device != x.device:
             self.weights = self.weights.to(x.device)  # once, not a host-to-device copy per step
