@@ -12,32 +12,13 @@ from robustfair.attacks import crafting_mode, fgsm, pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import trades_kl
 
-NUM_CLASSES = 5
-
-
-def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy copies of 5 fixed prototypes in [0, 1]^48, shaped as tiny 3x4x4 images."""
-    prototypes = 0.2 + 0.6 * torch.rand(NUM_CLASSES, 48, generator=torch.Generator().manual_seed(123))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % NUM_CLASSES
-    x = (prototypes[y] + 0.3 * torch.randn(n, 48, generator=g)).clamp(0, 1)
-    return x.view(n, 3, 4, 4), y
+from prototype_data import NUM_CLASSES, make_data, trained_mlp
 
 
 @pytest.fixture(scope="module")
 def mlp() -> nn.Module:
     """A small ReLU network trained (deterministically) on the prototype data."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, NUM_CLASSES))
-    x, y = make_data(200, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    for p in model.parameters():
-        p.grad = None
-    return model.eval()
+    return trained_mlp()
 
 
 @pytest.fixture(scope="module")
