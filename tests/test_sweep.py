@@ -204,6 +204,16 @@ def test_sweep_table_is_the_mean_and_std_of_the_results_files(tiny_sweep):
         assert time_row[3] == _expected(walls, 0) and time_row[4] == f"{sum(walls):.0f}"
     # rows follow the order the presets were given in
     assert text.index("| digits_pgd_at") < text.index("| digits_frl_rwrm")
+    # the grid's wall-clock window: first meta.json to last results.json, and the summed run time
+    dirs = [out / preset / f"seed{s}" for preset in PRESETS for s in (0, 1)]
+    first = min((d / "meta.json").stat().st_mtime for d in dirs)
+    last = max((d / "results.json").stat().st_mtime for d in dirs)
+    summed = sum(sweep.run_wall_time(d) for d in dirs)
+    assert sweep.sweep_window(dirs) == (first, last)
+    window_line = text.strip().splitlines()[-1]
+    assert window_line.startswith("wall clock of the whole grid: ")
+    assert f": {(last - first) / 60:.1f} min;" in window_line and window_line.endswith(f"{summed / 60:.1f} min")
+    assert sweep.sweep_window([out / "no_such_run"]) is None
 
 
 def test_cli_table_only_writes_the_same_table(tiny_sweep, tmp_path, capsys):

@@ -21,6 +21,7 @@ A preset whose seeds have not all finished shows the seeds that have (the "runs"
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -203,6 +204,31 @@ def run_wall_time(run_dir: str | Path) -> float | None:
         return None
 
 
+def sweep_window(run_dirs: Sequence[str | Path]) -> tuple[float, float] | None:
+    """(first start, last finish) as POSIX times over `run_dirs`: the earliest meta.json write
+    and the latest results.json write; None when no run has both files."""
+    starts, ends = [], []
+    for run_dir in run_dirs:
+        try:
+            start = (Path(run_dir) / "meta.json").stat().st_mtime
+            end = (Path(run_dir) / "results.json").stat().st_mtime
+        except OSError:
+            continue
+        starts.append(start)
+        ends.append(end)
+    return (min(starts), max(ends)) if starts else None
+
+
+def window_text(window: tuple[float, float] | None, summed_s: float) -> str:
+    """One line: the sweep's wall-clock window in UTC and its length, next to the summed run time."""
+    if window is None:
+        return ""
+    start, end = (datetime.fromtimestamp(t, tz=timezone.utc) for t in window)
+    return (f"wall clock of the whole grid: {start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC "
+            f"(first run's meta.json to last results.json): {(window[1] - window[0]) / 60:.1f} min; "
+            f"summed wall time of its runs: {summed_s / 60:.1f} min")
+
+
 def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *, fmt: str = "markdown",
                 which: str = "last", attack: str | None = None) -> str:
     """The sweep's tables: summary (mean ± std over seeds), per-class errors, time per preset.
@@ -228,8 +254,14 @@ def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *
     caption = ("time: training (results.json run.train_time_s) and wall clock from the run's start to its "
                "results.json (meta.json to results.json modification times: data loading, training and "
                "the final evaluation; for a resumed run, its last start)") if fmt != "csv" else None
-    return text + "\n\n" + format_table(header, rows, fmt, caption=caption)
+    table = text + "\n\n" + format_table(header, rows, fmt, caption=caption)
+    if fmt == "csv":
+        return table
+    run_dirs = [r.path for g in groups for r in g.runs]
+    summed = sum(w for w in (run_wall_time(d) for d in run_dirs) if w is not None)
+    line = window_text(sweep_window(run_dirs), summed)
+    return table + ("\n\n" + line if line else "")
 
 
 __all__ = ["SweepRun", "SweepOutcome", "plan_sweep", "run_sweep", "sweep_groups", "sweep_table",
-           "run_dir_for", "preset_label", "hot_start_source", "run_wall_time"]
+           "run_dir_for", "preset_label", "hot_start_source", "run_wall_time", "sweep_window"]
