@@ -15,7 +15,8 @@ from robustfair.errors import CheckpointError
 def load_model_from_checkpoint(target: str | Path, *, which: str = "last", device: str = "auto",
                                test_per_class: int | None = None):
     """(model in eval mode, RunConfig, RunData) for a run directory or checkpoint file."""
-    from robustfair.engine.trainer import build_run_model, input_geometry, prepare_data, resolve_device
+    from robustfair.engine.run_data import input_geometry, prepare_data
+    from robustfair.engine.run_model import build_run_model, resolve_device
 
     path = resolve_checkpoint(target, which)
     state = load_checkpoint(path)
@@ -44,7 +45,8 @@ def _load_weights(model, state: dict, path) -> None:
 def evaluate_checkpoint(target: str | Path, *, attack: str = "pgd20", eps: float | None = None,
                         which: str = "last", test_per_class: int | None = None, device: str = "auto",
                         batch_size: int = 500, sanity: bool = True) -> dict[str, Any]:
-    from robustfair.engine.trainer import eval_batches, evaluate_model
+    from robustfair.engine.run_data import eval_batches
+    from robustfair.engine.run_evaluation import evaluate_model
 
     model, config, data, dev = load_model_from_checkpoint(target, which=which, device=device,
                                                           test_per_class=test_per_class)
@@ -70,8 +72,9 @@ def evaluate_registry_model(model_name: str, dataset: str, *, root: str | None =
     import torch
 
     from robustfair.engine.config import DataConfig, ModelConfig, RunConfig
-    from robustfair.engine.trainer import (build_run_model, eval_batches, evaluate_model, input_geometry,
-                                           prepare_data, resolve_device)
+    from robustfair.engine.run_data import eval_batches, input_geometry, prepare_data
+    from robustfair.engine.run_evaluation import evaluate_model
+    from robustfair.engine.run_model import build_run_model, resolve_device
 
     config = RunConfig(seed=seed, data=DataConfig(name=dataset, root=root, test_per_class=test_per_class),
                        model=ModelConfig(name=model_name))
