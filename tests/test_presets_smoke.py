@@ -42,7 +42,8 @@ def data_env(tmp_path_factory):
 
     path = shared_data_dir()
     if not (path / "cifar10_jpeg.npz").is_file():
-        pytest.skip(f"cifar10_jpeg.npz not found in {path} (set ROBUSTFAIR_DATA to ../shared/data)")
+        pytest.skip(f"cifar10_jpeg.npz not found in {path} (set ROBUSTFAIR_DATA to a folder holding it; "
+                    "README: Data location)")
     old = os.environ.get("ROBUSTFAIR_DATA")
     os.environ["ROBUSTFAIR_DATA"] = str(path)
     yield tmp_path_factory.mktemp("smoke")

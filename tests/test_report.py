@@ -23,16 +23,19 @@ from robustfair.metrics.analysis import fairness_analysis
 CLASSES = ["cat", "dog", "bird"]
 
 
-def make_result(y: Sequence[int], clean: Sequence[int], adv: Sequence[int], attack: str = "pgd20") -> dict[str, Any]:
-    return classwise_result(list(y), list(clean), list(adv), num_classes=3, classes=CLASSES, dataset="toy",
-                            attack={"name": attack, "eps": 0.1, "steps": 20}).to_dict()
+def make_result(y: Sequence[int], clean: Sequence[int], adv: Sequence[int], attack: str = "pgd20",
+                classes: Sequence[str] = CLASSES) -> dict[str, Any]:
+    return classwise_result(list(y), list(clean), list(adv), num_classes=len(classes), classes=list(classes),
+                            dataset="toy", attack={"name": attack, "eps": 0.1, "steps": 20}).to_dict()
 
 
 def make_run(root: Path, name: str, *, seed: int = 0, method: str = "pgd_at", lr: float = 0.1,
              y: Sequence[int] = (0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2),
              clean: Sequence[int] = (0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 0),
              adv: Sequence[int] = (0, 1, 1, 1, 1, 1, 0, 0, 2, 0, 0, 0),
-             analysis: bool = False, folder: str | None = None, extra: bool = False) -> Path:
+             analysis: bool = False, folder: str | None = None, extra: bool = False,
+             classes: Sequence[str] = CLASSES, sanity: str = "fail") -> Path:
+    """sanity: "fail" (a failed large-eps check), "pass" (every check passed) or "none" (no record)."""
     run = root / (folder or f"{name}_s{seed}")
     run.mkdir(parents=True)
     config = {"name": name, "seed": seed, "data": {"name": "toy"}, "model": {"name": "mlp"},
@@ -50,14 +53,16 @@ def make_run(root: Path, name: str, *, seed: int = 0, method: str = "pgd_at", lr
                     "clean_acc": [70.0, 80.0, 60.0 + epoch], "robust_acc": [30.0, 40.0, 20.0 + epoch]},
         })
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    results = make_result(y, clean, adv)
-    results["best"] = {**make_result(y, clean, adv), "epoch": 2}
+    results = make_result(y, clean, adv, classes=classes)
+    results["best"] = {**make_result(y, clean, adv, classes=classes), "epoch": 2}
     if extra:
-        results["extra_attacks"] = {"autoattack": make_result(y, clean, [0] * len(y), attack="autoattack")}
-    results["sanity"] = {"passed": False, "checks": [
-        {"name": "robust_not_above_clean", "passed": True, "measured": {}, "message": "ok"},
-        {"name": "large_eps_near_zero", "passed": False, "measured": {"accuracy": 40.0},
-         "message": "40.0% accuracy at eps 1"}]}
+        results["extra_attacks"] = {"autoattack": make_result(y, clean, [0] * len(y), attack="autoattack",
+                                                              classes=classes)}
+    if sanity != "none":
+        results["sanity"] = {"passed": sanity == "pass", "checks": [
+            {"name": "robust_not_above_clean", "passed": True, "measured": {}, "message": "ok"},
+            {"name": "large_eps_near_zero", "passed": sanity == "pass", "measured": {"accuracy": 40.0},
+             "message": "40.0% accuracy at eps 1"}]}
     results["run"] = {"name": name, "method": method, "model": "mlp", "epochs": 3, "seed": seed, "train_time_s": 12.5}
     (run / "results.json").write_text(json.dumps(results))
     if analysis:
@@ -109,6 +114,15 @@ def three_runs(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def ranked_runs(tmp_path):
+    """three_runs whose sanity checks all passed: their rows compete for bold."""
+    make_run(tmp_path, "pgd", seed=0, analysis=True, extra=True, sanity="pass")
+    make_run(tmp_path, "pgd", seed=1, adv=ADV_SEED1, sanity="pass")
+    make_run(tmp_path, "trades", seed=0, method="trades", sanity="pass")
+    return tmp_path
+
+
 def test_summary_of_one_run_matches_hand_computed_errors(three_runs):
     run = load_run(three_runs / "pgd_s0")
     s = run.result()["summary"]
@@ -118,8 +132,8 @@ def test_summary_of_one_run_matches_hand_computed_errors(three_runs):
     assert s["avg_bndy_err"] == pytest.approx(50) and s["worst_bndy_err"] == pytest.approx(50)
 
 
-def test_runs_differing_only_in_seed_are_grouped_with_mean_and_std(three_runs):
-    runs = load_runs([str(three_runs / "*")])
+def test_runs_differing_only_in_seed_are_grouped_with_mean_and_std(ranked_runs):
+    runs = load_runs([str(ranked_runs / "*")])
     groups = group_runs(runs)
     assert [(g.label, len(g.runs)) for g in groups] == [("pgd", 2), ("trades", 1)]
     assert groups[0].seeds == [0, 1]
@@ -157,8 +171,8 @@ def test_per_class_rows_are_mean_errors_per_class(three_runs):
     assert [c.value for c in rows[1][2:]] == pytest.approx([62.5, 37.5, 62.5])
 
 
-def test_formats_markdown_csv_latex(three_runs):
-    groups = group_runs(load_runs([str(three_runs / "*")]))
+def test_formats_markdown_csv_latex(ranked_runs):
+    groups = group_runs(load_runs([str(ranked_runs / "*")]))
     markdown = comparison_text(groups, fmt="markdown")
     assert "| pgd | 2 | **16.67 ± 0.00** | **25.00 ± 0.00** | **37.50 ± 17.68** |" in markdown
     assert "| trades | 1 | **16.67** | **25.00** | 50.00 | 50.00 | 66.67 | 75.00 |" in markdown  # ties: both bold

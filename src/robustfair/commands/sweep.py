@@ -6,16 +6,24 @@ ones resumed, and hot-start presets (FRL, FAAL: `init_from: .../<source preset>`
 the same seed's run of their source preset when it is in the sweep. Afterwards the summary
 (mean ± std over seeds), per-class and training-time tables are printed and, with
 --table, written to a file. `--table-only` prints the tables of what has finished.
+
+`--launcher slurm` submits each unfinished run as a Slurm job through submitit instead
+(`engine/slurm.py`: hot starts as afterok dependencies of their source's job; `--slurm.*`
+options for partition, GPUs, time limit, account, ...) and returns, or with `--wait` waits
+for the jobs and prints the tables. `--launcher submitit-local` runs the same jobs with
+submitit's local executor on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from robustfair.errors import ConfigError
 
+LAUNCHERS = ("local", "slurm", "submitit-local")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="train presets x seeds (skipping finished runs) and tabulate mean ± std",
@@ -33,7 +41,39 @@ def add_parser(sub) -> None:
     p.add_argument("--table-only", action="store_true", help="train nothing; tabulate the finished runs")
     p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--verbose", action="store_true", help="per-epoch progress of each run")
+    add_launcher_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_launcher_arguments(p) -> None:
+    """--launcher and the --slurm.* options (engine/slurm.py)."""
+    p.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                   help="local: train the runs one after the other in this process (default); slurm: submit one "
+                        "Slurm job per run through submitit; submitit-local: the same jobs as processes here")
+    p.add_argument("--wait", action="store_true",
+                   help="--launcher slurm: wait for the jobs to end, then print the tables (default: submit and exit)")
+    g = p.add_argument_group("Slurm jobs (--launcher slurm; pip install 'robustfair[slurm]')")
+    g.add_argument("--slurm.partition", dest="slurm_partition", metavar="P", help="partition (sbatch --partition)")
+    g.add_argument("--slurm.gpus-per-node", dest="slurm_gpus_per_node", type=int, default=1, metavar="N",
+                   help="GPUs per node and job, one DDP process each (default 1; 0 for a CPU job)")
+    g.add_argument("--slurm.timeout", dest="slurm_timeout", type=int, default=240, metavar="MIN",
+                   help="time limit of each job in minutes (default 240); a timed-out job is requeued and resumes")
+    g.add_argument("--slurm.nodes", dest="slurm_nodes", type=int, default=1, metavar="N",
+                   help="nodes per job (default 1)")
+    g.add_argument("--slurm.cpus-per-task", dest="slurm_cpus_per_task", type=int, metavar="N", help="CPUs per task")
+    g.add_argument("--slurm.mem-gb", dest="slurm_mem_gb", type=int, metavar="GB", help="memory per node in GB")
+    g.add_argument("--slurm.account", dest="slurm_account", metavar="A", help="account to charge (sbatch --account)")
+    g.add_argument("--slurm.qos", dest="slurm_qos", metavar="Q", help="quality of service (sbatch --qos)")
+    g.add_argument("--slurm.constraint", dest="slurm_constraint", metavar="C",
+                   help="node features (sbatch --constraint)")
+    g.add_argument("--slurm.job-name", dest="slurm_job_name", default="robustfair", metavar="NAME",
+                   help="job name prefix; each job is NAME-<preset>-seed<k> (default robustfair)")
+    g.add_argument("--slurm.folder", dest="slurm_folder", metavar="DIR",
+                   help="submitit's scripts and logs, one folder per job id (default OUT/slurm)")
+    g.add_argument("--slurm.setup", dest="slurm_setup", action="append", default=[], metavar="LINE",
+                   help="a shell line run before each job, e.g. 'module load cuda' (repeatable)")
+    g.add_argument("--slurm.extra", dest="slurm_extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, without its dashes, e.g. gres=gpu:a100:1 (repeatable)")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -66,7 +106,13 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     failed = {}
-    if not args.table_only:
+    launcher = getattr(args, "launcher", "local")
+    if launcher != "local" and not args.table_only:
+        submitted, failed = launch(args, presets, seeds, out, overrides)
+        if not submitted:
+            return 2 if failed else 0
+    elif not args.table_only:
+        _no_slurm_options(args)
         outcome = run_sweep(presets, seeds, out, overrides, quiet=not args.verbose,
                             log=lambda line: print(line, file=sys.stderr, flush=True))
         failed = outcome.failed
@@ -81,3 +127,52 @@ def run(args: argparse.Namespace) -> int:
     for run_dir, message in failed.items():
         print(f"robustfair: failed run {run_dir}: {message}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def slurm_options(args: argparse.Namespace):
+    """The --slurm.* options as an engine.slurm.SlurmOptions (ConfigError for bad values)."""
+    from robustfair.engine.slurm import SlurmOptions, parse_extra
+
+    return SlurmOptions(partition=args.slurm_partition, gpus_per_node=args.slurm_gpus_per_node,
+                        timeout_min=args.slurm_timeout, nodes=args.slurm_nodes, cpus_per_task=args.slurm_cpus_per_task,
+                        mem_gb=args.slurm_mem_gb, account=args.slurm_account, qos=args.slurm_qos,
+                        constraint=args.slurm_constraint, job_name=args.slurm_job_name, folder=args.slurm_folder,
+                        setup=tuple(args.slurm_setup), extra=parse_extra(args.slurm_extra))
+
+
+def _no_slurm_options(args: argparse.Namespace) -> None:
+    given = [name for name, default in (("partition", None), ("gpus_per_node", 1), ("timeout", 240), ("nodes", 1),
+                                        ("cpus_per_task", None), ("mem_gb", None), ("account", None), ("qos", None),
+                                        ("constraint", None), ("job_name", "robustfair"), ("folder", None),
+                                        ("setup", []), ("extra", []))
+             if getattr(args, f"slurm_{name}", default) != default]
+    if given or getattr(args, "wait", False):
+        flag = "--slurm." + given[0].replace("_", "-") if given else "--wait"
+        raise ConfigError(f"{flag}: only with --launcher slurm (or submitit-local); the local launcher trains here")
+
+
+def launch(args: argparse.Namespace, presets: list[str], seeds: list[int], out: Path,
+           overrides: list[str]) -> tuple[bool, dict]:
+    """Submit the grid's jobs; returns (waited for them, failures). Without waiting, prints
+    the job ids and how to get the tables later."""
+    from robustfair.engine.slurm import launch_sweep, require_submitit
+
+    require_submitit(args.launcher)
+    options = slurm_options(args)
+    cluster = "slurm" if args.launcher == "slurm" else "local"
+    wait = args.wait or cluster == "local"  # local jobs are children of this process
+    outcome = launch_sweep(presets, seeds, out, overrides, options=options, cluster=cluster, wait=wait,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    folder = options.folder or str(Path(out).resolve() / "slurm")
+    if wait:
+        print(f"sweep {out}: {len(outcome.finished)} jobs finished, {len(outcome.skipped)} skipped, "
+              f"{len(outcome.failed)} failed (job logs in {folder})", file=sys.stderr)
+        return True, outcome.failed
+    ids = " ".join(str(job.job_id) for job in outcome.jobs.values())
+    print(f"sweep {out}: submitted {len(outcome.jobs)} jobs ({ids or 'none'}), {len(outcome.skipped)} finished runs "
+          f"skipped; job logs in {folder}", file=sys.stderr)
+    table_command = ["robustfair", "sweep", *args.presets, "--seeds", args.seeds, "--out", str(out), "--table-only"]
+    print("when they have finished: " + " ".join(shlex.quote(part) for part in table_command), file=sys.stderr)
+    for run_dir, message in outcome.failed.items():
+        print(f"robustfair: failed run {run_dir}: {message}", file=sys.stderr)
+    return False, outcome.failed

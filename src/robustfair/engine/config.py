@@ -86,6 +86,14 @@ class TrainConfig:
     eval_batch_size: int = param(500, low=1)
     grad_clip: float | None = param(None, low=0.0, low_open=True, help="clip the gradient norm")
     log_every: int = param(20, low=1, help="progress refresh in steps")
+    log: tuple[str, ...] = param(("jsonl",), choices=("jsonl", "tensorboard"),
+                                 help="epoch logs: jsonl (metrics.jsonl, always) and optionally tensorboard "
+                                      "(<run>/tensorboard/, needs the tensorboard extra)")
+
+    def __post_init__(self) -> None:
+        if "jsonl" not in self.log:
+            raise ConfigError(f"train.log: {list(self.log)} must include jsonl (metrics.jsonl is the record every "
+                              "report reads); for example train.log=[jsonl,tensorboard]")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ from robustfair.engine.run_evaluation import (eval_attack_overrides, evaluate_mo
 from robustfair.engine.run_files import RunFileError
 from robustfair.engine.run_model import build_run_model, resolve_device
 from robustfair.engine.schedules import lr_at_epoch
+from robustfair.engine.tensorboard_log import check_available as check_log_targets
+from robustfair.engine.tensorboard_log import open_epoch_log
 from robustfair.errors import CheckpointError, RobustfairError
 from robustfair.methods import METHODS, EpochContext, TrainingMethod
 
@@ -86,6 +88,8 @@ class Trainer:
 
         # Everything that can be checked before the first step is checked here, cheapest first.
         check_names(config, lambda name: eval_attack_overrides(name, self.eps))
+        check_log_targets(config.train.log)  # train.log=[jsonl,tensorboard] without tensorboard installed
+        self.epoch_log = None  # the TensorBoard writer while fit() runs (rank 0, train.log names tensorboard)
         from_checkpoint = self.run.should_resume(resume)
         self._check_writable()
         torch.manual_seed(config.seed)
@@ -279,8 +283,21 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write results.json; returns the results."""
-        with _denormals_flushed(self.device.type == "cpu"):
+        with _denormals_flushed(self.device.type == "cpu"), self._opened_epoch_log():
             return self._fit()
+
+    @contextmanager
+    def _opened_epoch_log(self) -> Iterator[None]:
+        """TensorBoard event files next to metrics.jsonl while training (tensorboard_log.py)."""
+        if self.dist.is_main:
+            self.epoch_log = open_epoch_log(self.config.train.log, self.run_dir, start_epoch=self.start_epoch,
+                                            classes=self.data.classes)
+        try:
+            yield
+        finally:
+            if self.epoch_log is not None:
+                self.epoch_log.close()
+                self.epoch_log = None
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.config
@@ -320,6 +337,8 @@ class Trainer:
                 with self.run.writing():
                     self.run.append_metrics(to_loggable(record))
                     save_checkpoint(self.run.last_checkpoint, self._checkpoint_state(epoch + 1))
+                if self.epoch_log is not None:
+                    self.epoch_log.log_epoch(to_loggable(record))
             self.saved_epoch = epoch + 1
             if main and not self.quiet:
                 self._log(epoch_line(record))

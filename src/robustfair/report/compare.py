@@ -4,6 +4,16 @@ Runs whose resolved config.yaml differs only in the ignored keys (by default `se
 `name`) form one group; a group of several runs reports the mean and the sample standard
 deviation of each number over its runs. Rows are groups, in the order their first run was
 given.
+
+Best (bold) marks the lowest value of each summary column among the *ranked* rows only. A
+row is ranked when every run in it
+- passed its evaluation sanity checks (results.json `sanity`, `metrics/sanity.py`); a run
+  without a sanity record is not ranked, since nothing says its numbers can be trusted; and
+- beats chance on clean data: its average clean error is below the chance-level floor
+  100 (1 - 1/C) - CHANCE_MARGIN percent for C classes (80 % for 10 classes, 40 % for 2).
+A model at chance level has no robustness to lose, so its boundary error is near 0 %
+(a broken 1-epoch PGD-AT with 89.9 % clean error shows 0.00 %): such a row is never bold.
+Rows left out are named, with the reason, in `ranking_notes`.
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from robustfair.report.runs import RunRecord, attack_label
 from robustfair.report.tables import SUMMARY_COLUMNS, bold_lowest, format_table, mean_std
 
 DEFAULT_IGNORED = ("seed", "name")
+# Percentage points by which a run's average clean error must stay below chance level
+# (100 (1 - 1/C)) to be ranked: far enough to exclude a constant or barely trained model.
+CHANCE_MARGIN = 10.0
 
 
 @dataclass
@@ -78,11 +91,68 @@ def _group_label(runs: Sequence[RunRecord]) -> str:
     return prefix or names[0]
 
 
+def chance_floor(num_classes: int) -> float:
+    """The clean error (%) a run must stay below to be ranked: chance level minus CHANCE_MARGIN."""
+    return 100.0 * (1.0 - 1.0 / num_classes) - CHANCE_MARGIN
+
+
+def failed_sanity_checks(run: RunRecord) -> list[str] | None:
+    """Names of the run's failed sanity checks ([] if all passed); None when none were recorded."""
+    sanity = run.results.get("sanity")
+    if not isinstance(sanity, Mapping):
+        return None
+    if isinstance(sanity.get("checks"), list):
+        failed = [str(c.get("name", "?")) for c in sanity["checks"] if isinstance(c, Mapping) and not c.get("passed")]
+        if sanity.get("passed") is False and not failed:
+            failed = ["(unnamed)"]
+        return failed
+    flat = {k: v for k, v in sanity.items() if isinstance(v, bool)}  # an older {name: passed} record
+    return [k for k, v in flat.items() if not v] if flat else None
+
+
+def ranking_problem(run: RunRecord, result: Mapping[str, Any]) -> str | None:
+    """Why the run may not be marked best (see the module docstring), or None when it may.
+
+    result: the run's result in the table (last or best model, attack).
+    """
+    failed = failed_sanity_checks(run)
+    if failed is None:
+        return "no sanity checks recorded"
+    if failed:
+        return f"failed sanity check{'s' if len(failed) > 1 else ''} {', '.join(failed)}"
+    num_classes = len(result.get("classes") or (result.get("per_class") or {}).get("clean_acc") or [])
+    clean = (result.get("summary") or {}).get("avg_std_err")
+    if num_classes >= 2 and clean is not None and not clean < chance_floor(num_classes):
+        return (f"clean error {clean:.2f} % is at chance level (not below {chance_floor(num_classes):.2f} %: chance "
+                f"{100.0 * (1 - 1 / num_classes):.2f} % for {num_classes} classes minus {CHANCE_MARGIN:g} points)")
+    return None
+
+
+def ranking_problems(groups: Sequence[RunGroup], *, which: str = "last",
+                     attack: str | None = None) -> dict[str, list[str]]:
+    """Group label -> the reasons its row may not be bold: "seed k: reason" per run of a
+    group of several runs, the bare reason for a single run."""
+    problems: dict[str, list[str]] = {}
+    for g in groups:
+        for run, result in zip(g.runs, g.results(which, attack)):
+            problem = ranking_problem(run, result)
+            if problem is not None:
+                problems.setdefault(g.label, []).append(f"seed {run.seed}: {problem}" if len(g.runs) > 1 else problem)
+    return problems
+
+
+def ranking_notes(groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None) -> list[str]:
+    """One line per row left out of the bold marking, naming it and why; [] when none is."""
+    return [f"not marked best: {label}: {'; '.join(reasons)}"
+            for label, reasons in ranking_problems(groups, which=which, attack=attack).items()]
+
+
 def summary_rows(groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None,
                  bold: bool = True) -> tuple[list[str], list[list]]:
     """(header, rows): one row per group, the six error columns in %, mean ± std over its runs.
 
-    A "runs" column appears when some group holds more than one run.
+    A "runs" column appears when some group holds more than one run. With bold, the lowest
+    value of each column among the ranked rows is bold (see the module docstring).
     """
     with_n = any(len(g.runs) > 1 for g in groups)
     header = ["run"] + (["runs"] if with_n else []) + [label for _, label in SUMMARY_COLUMNS]
@@ -93,7 +163,8 @@ def summary_rows(groups: Sequence[RunGroup], *, which: str = "last", attack: str
         rows.append([g.label] + ([str(len(g.runs))] if with_n else []) + cells)
     if bold:
         first = 2 if with_n else 1
-        rows = bold_lowest(rows, range(first, len(header)))
+        problems = ranking_problems(groups, which=which, attack=attack)
+        rows = bold_lowest(rows, range(first, len(header)), eligible=[g.label not in problems for g in groups])
     return header, rows
 
 
@@ -151,6 +222,9 @@ def comparison_text(groups: Sequence[RunGroup], *, fmt: str = "markdown", which:
     first = groups[0].results(which, attack)[0] if groups else {}
     caption = f"error % (lower is better), {which} model, {attack_label(first)}" if groups else None
     parts = [format_table(header, rows, fmt, caption=caption if fmt != "csv" else None)]
+    notes = ranking_notes(groups, which=which, attack=attack) if fmt != "csv" else []
+    if notes:  # below the table: why a row with low numbers is not bold
+        parts[0] += "\n\n" + "\n".join(("% " if fmt == "latex" else "") + note for note in notes)
     if per_class:
         header, rows = per_class_rows(groups, which=which, attack=attack)
         parts.append(format_table(header, rows, fmt, caption="per-class error %" if fmt != "csv" else None))
@@ -158,4 +232,5 @@ def comparison_text(groups: Sequence[RunGroup], *, fmt: str = "markdown", which:
 
 
 __all__ = ["RunGroup", "group_runs", "config_key", "summary_rows", "per_class_rows", "comparison_notes",
-           "comparison_text", "common_classes", "DEFAULT_IGNORED"]
+           "comparison_text", "common_classes", "DEFAULT_IGNORED", "CHANCE_MARGIN", "chance_floor",
+           "failed_sanity_checks", "ranking_problem", "ranking_problems", "ranking_notes"]

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 import robustfair
 from robustfair.errors import DataError
 from robustfair.report import plots
-from robustfair.report.compare import (DEFAULT_IGNORED, RunGroup, comparison_notes, group_runs, per_class_rows,
-                                       summary_rows)
+from robustfair.report.compare import (CHANCE_MARGIN, DEFAULT_IGNORED, RunGroup, comparison_notes, group_runs,
+                                       per_class_rows, ranking_notes, summary_rows)
 from robustfair.report.analysis_tables import analysis_table, correlation_table
 from robustfair.report.runs import RunRecord, attack_label
 from robustfair.report.tables import Number, format_table
@@ -100,11 +100,15 @@ def _runs_section(runs: Sequence[RunRecord]) -> str:
 
 def _summary_section(groups: Sequence[RunGroup], which: str, attack: str | None) -> str:
     parts = ['<p class="meta">Error % per class summarised as in BAT\'s Table 1 (Xu et al. 2021 protocol): '
-             "average over the test set and worst class; lower is better; best in bold. Groups of runs that "
-             "differ only in seed show mean ± std.</p>"]
+             "average over the test set and worst class; lower is better. Bold: the lowest value among the runs "
+             "that passed their sanity checks and beat chance on clean data (average clean error below chance "
+             f"level, 100 (1 - 1/C) %, by at least {CHANCE_MARGIN:g} points); rows left out are named below the "
+             "table. Groups of runs that differ only in seed show mean ± std.</p>"]
     header, rows = summary_rows(groups, which=which, attack=attack)
     first = groups[0].results(which, attack)[0]
     parts.append(format_table(header, rows, "html", caption=f"{which} model, {attack_label(first)}"))
+    shown = ranking_notes(groups, which=which, attack=attack)
+    parts += [f'<p class="note">{_e(n)}</p>' for n in shown]
     parts += [f'<p class="note">{_e(n)}</p>' for n in comparison_notes(groups, which=which, attack=attack)]
     if which == "last" and all("best" in run.results for g in groups for run in g.runs):
         try:
@@ -114,6 +118,8 @@ def _summary_section(groups: Sequence[RunGroup], which: str, attack: str | None)
         if rows:
             parts.append(format_table(header, rows, "html", caption="best-on-validation model (selected by "
                                                                     "validation worst-class robust accuracy)"))
+            parts += [f'<p class="note">{_e(n)}</p>' for n in ranking_notes(groups, which="best", attack=attack)
+                      if n not in shown]
     extra = sorted({name for g in groups for run in g.runs for name in (run.results.get("extra_attacks") or {})})
     for name in extra:
         having = [RunGroup(g.label, [r for r in g.runs if name in (r.results.get("extra_attacks") or {})])
@@ -121,6 +127,8 @@ def _summary_section(groups: Sequence[RunGroup], which: str, attack: str | None)
         having = [g for g in having if g.runs]
         header, rows = summary_rows(having, which="last", attack=name)
         parts.append(format_table(header, rows, "html", caption=f"last model under {name}"))
+        parts += [f'<p class="note">{_e(n)}</p>' for n in ranking_notes(having, which="last", attack=name)
+                  if n not in shown]
     return "\n".join(parts)
 
 
@@ -200,8 +208,8 @@ def _run_section(run: RunRecord, which: str, attack: str | None) -> str:
     training = plots.training_figure(run.metrics, classes)
     if training is not None:
         parts.append("<h3>Training</h3>")
-        parts.append(_figure(training, "Training loss and learning rate; validation errors; validation robust "
-                                       "accuracy per class (metrics.jsonl)."))
+        parts.append(_figure(training, "Training loss and learning rate; validation errors; then one panel per "
+                                       "class: its validation clean and robust error (metrics.jsonl)."))
     state = plots.method_state_figure(run.metrics, classes)
     if state is not None:
         parts.append(_figure(state, "Method state per class over epochs (e.g. FRL's multipliers l0, l1, l2, "

@@ -7,7 +7,8 @@ backend switch in the caller's process); `figure_png` renders one to PNG bytes.
 - confusion_figure: a confusion matrix, row-normalised, as a heatmap
 - steps_to_flip_figure: mean and distribution of attack steps to misclassify per class (BAT Figure 2)
 - target_figure: target-class distribution, per-source targets, KL from uniform by step
-- training_figure: loss, learning rate and validation errors over epochs (metrics.jsonl)
+- training_figure: loss, learning rate and validation errors over epochs, then one small panel
+  per class with its validation clean and robust error (metrics.jsonl)
 - method_state_figure: per-class method state over epochs (FRL multipliers, class weights, ...)
 """
 
@@ -54,11 +55,12 @@ def per_class_error_figure(labels: Sequence[str], classes: Sequence[str], clean_
         ax.set_ylabel(name)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=min(n_runs, 4), loc="upper left")
+    axes[0].legend(fontsize=8, ncol=min(n_runs, 4), loc="lower left", bbox_to_anchor=(0.0, 1.01),
+                   frameon=False)  # above the axes, never over the bars
     axes[1].set_xticks(x)
     axes[1].set_xticklabels(_short(classes), rotation=45 if n_classes > 10 else 0, ha="right" if n_classes > 10 else "center")
     if title:
-        axes[0].set_title(title)
+        axes[0].set_title(title, pad=22)
     fig.tight_layout()
     return fig
 
@@ -179,48 +181,84 @@ def target_figure(analysis: Mapping[str, Any]) -> Figure:
     return fig
 
 
+MAX_CLASS_PANELS = 20
+
+
 def training_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[str] = ()) -> Figure | None:
-    """Training loss and lr, validation summary errors and per-class validation robust
-    accuracy over epochs; None when there are no epoch records."""
+    """Training loss and lr, validation summary errors, then small multiples: one panel per
+    class with its validation clean and robust error over epochs (shared axes, 0-100 %).
+
+    Legends sit outside the axes. With more than MAX_CLASS_PANELS classes the panels show the
+    classes with the highest last robust error (said in the panels' heading). None when there
+    are no epoch records.
+    """
     if not metrics:
         return None
     epochs = np.asarray([m.get("epoch", i + 1) for i, m in enumerate(metrics)], dtype=np.float64)
-    fig = Figure(figsize=(14.0, 3.8))
-    loss_ax, val_ax, class_ax = fig.subplots(1, 3)
+    with_val = [(e, m["val"]) for e, m in zip(epochs, metrics) if isinstance(m.get("val"), Mapping)]
+    robust = [v.get("robust_acc") or [] for _, v in with_val]
+    clean = [v.get("clean_acc") or [] for _, v in with_val]
+    width = max((len(r) for r in robust + clean), default=0)
+    names = list(classes) if len(classes) == width else [str(c) for c in range(width)]
+    val_epochs = np.asarray([e for e, _ in with_val])
+
+    def errors(rows: list, c: int) -> np.ndarray:
+        return 100.0 - _nan([r[c] if c < len(r) else None for r in rows])
+
+    shown = list(range(width))
+    if width > MAX_CLASS_PANELS:  # the classes that end worst
+        last = [errors(robust, c)[-1] if robust else np.nan for c in shown]
+        shown = sorted(sorted(shown, key=lambda c: -np.nan_to_num(last[c], nan=-1.0))[:MAX_CLASS_PANELS])
+    cols = min(5, len(shown)) if shown else 1
+    rows = math.ceil(len(shown) / cols) if shown else 0
+    fig = Figure(figsize=(14.0, 4.2 + 2.1 * rows + (0.4 if rows else 0)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[4.2, 2.1 * rows + 0.4]) if rows else (fig, None)
+    loss_ax, val_ax = top.subplots(1, 2)
+
     loss_ax.plot(epochs, _nan([m.get("loss") for m in metrics]), "o-", color="C0", label="training loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     lr_ax = loss_ax.twinx()
-    lr_ax.plot(epochs, _nan([m.get("lr") for m in metrics]), "--", color="C7", label="lr")
+    lr_ax.plot(epochs, _nan([m.get("lr") for m in metrics]), "--", color="C7", label="learning rate")
     lr_ax.set_ylabel("learning rate", color="C7")
     loss_ax.set_title("training")
     handles = loss_ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
-    loss_ax.legend(handles, [h.get_label() for h in handles], fontsize=8)
+    loss_ax.legend(handles, [h.get_label() for h in handles], fontsize=8, ncol=2, loc="upper center",
+                   bbox_to_anchor=(0.5, -0.16), frameon=False)
 
-    with_val = [(e, m["val"]) for e, m in zip(epochs, metrics) if isinstance(m.get("val"), Mapping)]
     if with_val:
-        val_epochs = np.asarray([e for e, _ in with_val])
         for key, label, style in (("avg_std_err", "avg clean", "C0-"), ("worst_std_err", "worst clean", "C0--"),
                                   ("avg_rob_err", "avg robust", "C3-"), ("worst_rob_err", "worst robust", "C3--")):
             val_ax.plot(val_epochs, _nan([v.get("summary", {}).get(key) for _, v in with_val]), style, label=label)
-        val_ax.legend(fontsize=8)
-        robust = [v.get("robust_acc") or [] for _, v in with_val]
-        width = max((len(r) for r in robust), default=0)
-        names = list(classes) if len(classes) == width else [str(c) for c in range(width)]
-        for c in range(width):
-            class_ax.plot(val_epochs, _nan([r[c] if c < len(r) else None for r in robust]), "-",
-                          color=f"C{c % 10}", label=names[c])
-        if width:
-            class_ax.legend(fontsize=7, ncol=2 if width > 5 else 1)
+        val_ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    else:
+        val_ax.text(0.5, 0.5, "no validation records", ha="center", va="center", transform=val_ax.transAxes)
     val_ax.set_xlabel("epoch")
     val_ax.set_ylabel("validation error %")
     val_ax.set_title("validation")
-    class_ax.set_xlabel("epoch")
-    class_ax.set_ylabel("robust accuracy %")
-    class_ax.set_title("validation robust accuracy per class")
-    for ax in (val_ax, class_ax):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    val_ax.grid(alpha=0.3)
+
+    if bottom is not None:
+        panels = np.atleast_1d(bottom.subplots(rows, cols, sharex=True, sharey=True)).ravel()
+        for ax, c in zip(panels, shown):
+            if clean:
+                ax.plot(val_epochs, errors(clean, c), "-", color="C0", label="clean error")
+            ax.plot(val_epochs, errors(robust, c), "-", color="C3", label="robust error")
+            ax.set_title(names[c], fontsize=9)
+            ax.set_ylim(-3, 103)
+            ax.grid(alpha=0.3)
+        for index, ax in enumerate(panels):
+            if index >= len(shown):
+                ax.set_visible(False)
+            if index % cols == 0:
+                ax.set_ylabel("val. error %", fontsize=8)
+            if index >= len(shown) - cols:
+                ax.set_xlabel("epoch", fontsize=8)
+                ax.tick_params(labelbottom=True)
+        heading = "validation error per class" + (
+            f" ({len(shown)} of {width} classes: the highest last robust error)" if len(shown) < width else "")
+        panels[cols - 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.04, 1.0), frameon=False)
+        bottom.suptitle(heading, x=0.01, ha="left", fontsize=11)
     return fig
 
 

@@ -40,8 +40,9 @@ def summary_table(rows: Sequence[tuple[str, Mapping[str, float]]], *, title: str
 
 def per_class_table(rows: Sequence[tuple[str, Sequence[float]]], classes: Sequence[str], *,
                     title: str = "robust error % per class") -> str:
-    """Markdown table: one row per (name, per-class values in %), one column per class."""
-    names = [c[:8] for c in classes]
+    """Markdown table: one row per (name, per-class values in %), one column per class,
+    headed by the full class name (never cut: "automobile", not "automobi")."""
+    names = [str(c).replace("|", "\\|") for c in classes]
     header = f"| {title} | " + " | ".join(names) + " |"
     rule = "|---|" + "---:|" * len(names)
     lines = [header, rule]
@@ -100,17 +101,24 @@ def mean_std(values: Sequence[float | None], digits: int = 2) -> Number:
     return Number(mean, std, len(known), digits=digits)
 
 
-def bold_lowest(rows: list[list], columns: Sequence[int]) -> list[list]:
-    """Copy of `rows` with the lowest Number of each given column in bold (BAT's tables)."""
+def bold_lowest(rows: list[list], columns: Sequence[int], eligible: Sequence[bool] | None = None) -> list[list]:
+    """Copy of `rows` with the lowest Number of each given column in bold (BAT's tables).
+
+    eligible: one flag per row (default: every row); only eligible rows compete and are
+    marked (`report.compare.ranking_problem` says which runs may be). Nothing is bold in a
+    column with fewer than two rows to compare.
+    """
     rows = [list(r) for r in rows]
+    eligible = [True] * len(rows) if eligible is None else list(eligible)
     for col in columns:
         cells = [r[col] for r in rows if isinstance(r[col], Number) and not r[col].missing]
-        if len(cells) < 2:
+        ranked = [r[col] for r, ok in zip(rows, eligible) if ok and isinstance(r[col], Number) and not r[col].missing]
+        if len(cells) < 2 or not ranked:
             continue
-        best = min(c.value for c in cells)
-        for r in rows:
+        best = min(c.value for c in ranked)
+        for r, ok in zip(rows, eligible):
             cell = r[col]
-            if isinstance(cell, Number) and not cell.missing and cell.value == best:
+            if ok and isinstance(cell, Number) and not cell.missing and cell.value == best:
                 r[col] = replace(cell, bold=True)
     return rows
 
