@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ignore", action="append", default=[], metavar="KEY",
                    help="also ignore this dotted config key when grouping (e.g. init_from); repeatable")
     p.add_argument("--no-per-class", action="store_true", help="only the summary table")
+    p.add_argument("--baseline", metavar="ROW",
+                   help="also print each row's paired difference per seed against this row, with a 95%% "
+                        "t-interval and a sign test over seeds (e.g. --baseline pgd_at)")
     p.add_argument("--out", help="write the table(s) to this file instead of stdout")
     p.set_defaults(run=run)
 
@@ -37,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     groups = group_runs(runs, ignored=tuple(DEFAULT_IGNORED) + tuple(args.ignore), group=not args.no_group)
     text = comparison_text(groups, fmt=args.fmt, which=args.which, attack=args.attack,
                            per_class=not args.no_per_class)
+    if args.baseline:
+        from robustfair.report.paired import paired_text
+
+        text += "\n\n" + paired_text(groups, args.baseline, fmt=args.fmt, which=args.which, attack=args.attack)
     for note in comparison_notes(groups, which=args.which, attack=args.attack):
         print(note, file=sys.stderr)
     if args.out:

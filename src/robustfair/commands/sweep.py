@@ -39,6 +39,11 @@ def add_parser(sub) -> None:
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"], dest="fmt")
     p.add_argument("--which", default="last", choices=["last", "best"], help="last or best-on-validation model")
     p.add_argument("--table-only", action="store_true", help="train nothing; tabulate the finished runs")
+    p.add_argument("--attack", help="tabulate this attack of the runs' results (main or extra, e.g. autoattack); "
+                                    "default: the main one")
+    p.add_argument("--baseline", metavar="PRESET",
+                   help="also print each preset's paired difference per seed against this preset, with a 95%% "
+                        "t-interval and a sign test over seeds")
     p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--verbose", action="store_true", help="per-epoch progress of each run")
     add_launcher_arguments(p)
@@ -118,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         failed = outcome.failed
         print(f"sweep {out}: {len(outcome.trained)} trained, {len(outcome.resumed)} resumed, "
               f"{len(outcome.skipped)} skipped, {len(failed)} failed", file=sys.stderr)
-    text = sweep_table(presets, seeds, out, fmt=args.fmt, which=args.which)
+    text = sweep_table(presets, seeds, out, fmt=args.fmt, which=args.which, attack=args.attack,
+                       baseline=preset_label(args.baseline) if args.baseline else None)
     print(text)
     if args.table:
         Path(args.table).parent.mkdir(parents=True, exist_ok=True)

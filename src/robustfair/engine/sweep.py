@@ -230,8 +230,9 @@ def window_text(window: tuple[float, float] | None, summed_s: float) -> str:
 
 
 def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *, fmt: str = "markdown",
-                which: str = "last", attack: str | None = None) -> str:
-    """The sweep's tables: summary (mean ± std over seeds), per-class errors, time per preset.
+                which: str = "last", attack: str | None = None, baseline: str | None = None) -> str:
+    """The sweep's tables: summary (mean ± std over seeds), per-class errors, time per preset, and
+    with `baseline` (a preset label) the paired differences per seed against it.
 
     Raises ConfigError when no run of the grid has finished.
     """
@@ -242,6 +243,10 @@ def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *
     if not groups:
         raise ConfigError(f"sweep: no finished run under {str(out)!r} for these presets and seeds")
     text = comparison_text(groups, fmt=fmt, which=which, attack=attack)
+    if baseline is not None:
+        from robustfair.report.paired import paired_text
+
+        text += "\n\n" + paired_text(groups, baseline, fmt=fmt, which=which, attack=attack)
     header = ["run", "seeds", "train time per run (s)", "wall time per run (s)", "total wall time (s)"]
     rows = []
     for g in groups:
