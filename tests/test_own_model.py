@@ -64,19 +64,28 @@ def digits_tensors():
             torch.from_numpy(splits.test.x), torch.from_numpy(splits.test.y))
 
 
-def test_factory_model_trains_resumes_and_evaluates_through_the_cli(tmp_path):
-    config = tmp_path / "mine.yaml"
+@pytest.fixture(scope="module")
+def factory_run(tmp_path_factory):
+    """A run of `test_own_model:tiny_net` trained two epochs through the CLI."""
+    directory = tmp_path_factory.mktemp("factory")
+    config = directory / "mine.yaml"
     config.write_text(yaml.safe_dump({"extends": "digits_pgd_at", "model": {"name": f"{MODULE}:tiny_net",
                                                                               "kwargs": {"width": 12}}}))
-    run = tmp_path / "run"
-    code, _, err = run_cli(["train", config, *TINY, "train.epochs=1", "--run-dir", run, "--quiet"])
+    run = directory / "run"
+    code, _, err = run_cli(["train", config, *TINY, "--run-dir", run, "--quiet"])
     assert code == 0, err
-    code, _, err = run_cli(["train", "--resume", run, "train.epochs=2", "--quiet"])
+    return run
+
+
+def test_factory_model_trains_resumes_and_evaluates_through_the_cli(factory_run, tmp_path):
+    run = factory_run
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors")["epoch"] == 2
+    code, _, err = run_cli(["train", "--resume", run, "train.epochs=3", "--quiet"])
     assert code == 0, err
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
     saved = load_checkpoint(run / "checkpoints" / "last.safetensors")
-    assert saved["epoch"] == 2
+    assert saved["epoch"] == 3
     assert saved["config"]["model"]["name"] == f"{MODULE}:tiny_net"  # the checkpoint records the factory
     assert saved["config"]["model"]["kwargs"] == {"width": 12}
     assert saved["model"]["1.weight"].shape == (12, 64)
@@ -84,11 +93,14 @@ def test_factory_model_trains_resumes_and_evaluates_through_the_cli(tmp_path):
     assert code == 0, err
     result = json.loads((tmp_path / "eval.json").read_text())
     assert sum(result["per_class"]["count"]) == 30
-    # analyze rebuilds the model the same way; report reads the run's files
-    code, _, err = run_cli(["analyze", run, "--steps", "5", "--target-steps", "2"])
+
+
+def test_analyze_and_report_work_on_a_factory_run(factory_run, tmp_path):
+    code, _, err = run_cli(["analyze", factory_run, "--steps", "5", "--target-steps", "2",
+                            "--out", tmp_path / "analysis.json"])
     assert code == 0, err
-    assert (run / "analysis.json").is_file()
-    code, _, err = run_cli(["report", run, "--out", tmp_path / "report.html"])
+    assert (tmp_path / "analysis.json").is_file()
+    code, _, err = run_cli(["report", factory_run, "--out", tmp_path / "report.html"])
     assert code == 0, err
 
 
@@ -115,13 +127,12 @@ def test_python_api_with_tensors_trains_resumes_and_evaluates(tmp_path, digits_t
     torch.manual_seed(0)
     net = tiny_net()
     run = tmp_path / "run"
-    overrides = TINY[1:] + ["train.epochs=1"]
     first = robustfair.train("digits_pgd_at", run, model=net, train_data=(x, y), test_data=(x_test, y_test),
-                             overrides=overrides, quiet=True)
+                             overrides=TINY, quiet=True)  # two epochs
     assert sum(first["per_class"]["count"]) == 30
     results = robustfair.train("digits_pgd_at", run, model=net, train_data=(x, y), test_data=(x_test, y_test),
-                               overrides=TINY, resume=True, quiet=True)
-    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+                               overrides=TINY + ["train.epochs=3"], resume=True, quiet=True)
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["name"] == "<object torch.nn.modules.container.Sequential>"
     assert saved["data"]["name"] == "<python objects>"
@@ -151,6 +162,9 @@ def test_python_api_with_dataloaders_and_a_recorded_factory(tmp_path, digits_ten
                      overrides=TINY + [f"model.name={MODULE}:tiny_net"], quiet=True)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["name"] == f"{MODULE}:tiny_net"  # a model object plus a factory: the factory is recorded
+    robustfair.train("digits_pgd_at", run, model=net, train_data=train_loader, test_data=test_loader,
+                     overrides=TINY + [f"model.name={MODULE}:tiny_net", "train.epochs=3"], resume=True, quiet=True)
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors")["epoch"] == 3
     # the data were objects, so the CLI cannot reload them; the model it could rebuild
     assert "data.name '<python objects>'" in one_line_error(["eval", run])
     result = robustfair.evaluate(run, test_data=test_loader, attack="none", sanity=False)
@@ -220,3 +234,15 @@ def test_train_data_without_test_data_is_a_one_line_error(digits_tensors, tmp_pa
         robustfair.train("digits_erm", tmp_path / "r", train_data=(x, y), quiet=True)
     with pytest.raises(ConfigError, match="cannot be imported by its name"):
         robustfair.train("digits_erm", tmp_path / "r", model=lambda: tiny_net(), quiet=True)
+
+
+def test_config_forms_accepted_by_train():
+    from robustfair.engine.config import load_config
+    from robustfair.engine.user_objects import as_run_config
+
+    preset = load_config("digits_bat", ["train.epochs=3"])
+    mapping = as_run_config({"extends": "digits_bat", "name": "digits_bat"}, ["train.epochs=3"])
+    assert mapping == preset == as_run_config("digits_bat", ["train.epochs=3"])
+    assert as_run_config(preset, ["train.epochs=4"]).train.epochs == 4
+    with pytest.raises(ConfigError, match="expected a RunConfig"):
+        as_run_config(3)

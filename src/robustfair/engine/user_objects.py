@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from robustfair.engine.config import RunConfig, config_to_dict, load_config, parse_config
+from robustfair.engine.config import RunConfig, config_to_dict, load_config, load_raw_config, parse_config
+from robustfair.engine.config import _deep_merge as merge_sections
 from robustfair.engine.run_data import OBJECT_DATA
 from robustfair.errors import ConfigError
 
@@ -40,7 +41,8 @@ class UserObjects:
 
 
 def as_run_config(config: RunConfig | Mapping[str, Any] | str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """A RunConfig from a RunConfig, a mapping of sections, or a preset name / YAML path (+ overrides)."""
+    """A RunConfig from a RunConfig, a mapping of sections (`extends: PRESET` allowed, as in a
+    YAML file), or a preset name / YAML path; then the dotted `key=value` overrides."""
     if isinstance(overrides, str):
         overrides = [overrides]
     if isinstance(config, RunConfig):
@@ -48,7 +50,13 @@ def as_run_config(config: RunConfig | Mapping[str, Any] | str | Path, overrides:
     if isinstance(config, (str, Path)):
         return load_config(str(config), overrides)
     if isinstance(config, Mapping):
-        return parse_config(config, overrides)
+        raw = dict(config)
+        parent = raw.pop("extends", None)
+        if parent is not None:  # as in a YAML file: the named preset under these sections
+            base = load_raw_config(str(parent))
+            base.pop("name", None)
+            raw = merge_sections(base, raw)
+        return parse_config(raw, overrides)
     raise ConfigError(f"config: expected a RunConfig, a mapping of sections, or a preset name / YAML path; got "
                       f"{type(config).__name__}")
 

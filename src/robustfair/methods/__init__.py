@@ -79,7 +79,8 @@ def build(name: str, num_classes: int, **overrides: Any) -> TrainingMethod:
     return cls(build_config(cls.Config, overrides, f"method {name}"), num_classes=int(num_classes))
 
 
-__all__ = ["METHODS", "build", "build_method", "epochs", "epoch_context", "TrainingMethod", "MethodConfig", "MethodOutput", "EpochContext",
+__all__ = ["METHODS", "build", "build_method", "epochs", "epoch_context", "TrainingMethod", "MethodConfig",
+           "MethodOutput", "EpochContext",
            "crafting_model", "ERM", "PGDAT", "TRADES", "BAT", "FRLReweight",
            "FRLReweightRemargin", "FRLRemargin", "FATAT", "FATTRADES", "GAIRAT", "CFA", "WAT", "DAFA", "FAAL", "ATReweight",
            "ATLogitAdjust"]

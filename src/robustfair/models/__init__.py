@@ -84,5 +84,5 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
 
 
 __all__ = ["MODELS", "build_model", "model_options", "model_summary", "build_factory_model", "import_factory",
-           "is_factory_path", "is_object_model_name", "object_model_name", "factory_path_of", "Normalize", "PreActResNet",
-           "ResNet", "WideResNet", "SmallCNN", "MLP"]
+           "is_factory_path", "is_object_model_name", "object_model_name", "factory_path_of", "Normalize",
+           "PreActResNet", "ResNet", "WideResNet", "SmallCNN", "MLP"]

@@ -54,8 +54,9 @@ def _load(path: Path, key: str | None = None) -> np.ndarray:
         if path.suffix == ".npz" or zipfile.is_zipfile(path):
             with np.load(path, allow_pickle=False) as archive:
                 if key not in archive.files:
-                    raise DataError(f"{str(path)!r} has no array {key!r}; it holds: {', '.join(archive.files) or 'none'}"
-                                    f" (pass x_key / y_key to name yours)")
+                    held = ", ".join(archive.files) or "none"
+                    raise DataError(f"{str(path)!r} has no array {key!r}; it holds: {held} (pass x_key / y_key to "
+                                    "name yours)")
                 return archive[key]
         return np.load(path, allow_pickle=False)
     except ValueError as err:
