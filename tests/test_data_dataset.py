@@ -111,7 +111,7 @@ def test_stratified_split_is_disjoint_and_seeded():
 
 def test_registry_and_option_errors():
     assert set(DATASETS) == {"digits", "gaussian", "mnist", "mnist_test_split", "cifar10", "cifar100",
-                             "cifar10_jpeg", "svhn", "imagenette", "imagefolder"}
+                             "cifar10_jpeg", "svhn", "imagenette", "imagefolder", "arrays"}
     with pytest.raises(UnknownNameError, match="cifar10, cifar100"):
         load_dataset("cifar11")
     with pytest.raises(ConfigError, match="unknown option 'bogus'.*test_size, seed"):

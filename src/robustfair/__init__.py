@@ -13,3 +13,23 @@ Subpackages (each keeps an explicit name -> constructor registry):
 """
 
 __version__ = "0.1.0"
+
+_SUBPACKAGES = ("data", "models", "attacks", "losses", "methods", "metrics", "engine", "report", "group")
+
+
+def __getattr__(name: str):
+    """Lazy access to `robustfair.train`, `robustfair.evaluate` and the subpackages.
+
+    `import robustfair` stays cheap (no torch import) until one of them is used:
+    `robustfair.train(config, model=..., train_data=..., test_data=...)` (engine/trainer.py),
+    `robustfair.evaluate(run, ...)` (engine/evaluate_run.py), `robustfair.methods.build(...)`.
+    """
+    import importlib
+
+    if name == "train":
+        return importlib.import_module("robustfair.engine.trainer").train
+    if name == "evaluate":
+        return importlib.import_module("robustfair.engine.evaluate_run").evaluate
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"robustfair.{name}")
+    raise AttributeError(f"module 'robustfair' has no attribute {name!r}")

@@ -13,10 +13,12 @@ def add_parser(sub) -> None:
                        description="Evaluate a run directory's checkpoint on its test set under an attack, "
                                    "or a model built from --model/--dataset (untrained, or --weights).")
     p.add_argument("target", nargs="?", help="run directory or checkpoint file (.safetensors)")
-    p.add_argument("--model", help="evaluate this registry model instead of a run (with --dataset)")
+    p.add_argument("--model", help="evaluate this registry model, or your own package.module:factory, instead of "
+                                   "a run (with --dataset)")
     p.add_argument("--dataset", help="dataset registry name for --model")
     p.add_argument("--data-root", help="directory holding the dataset files (default: $ROBUSTFAIR_DATA)")
-    p.add_argument("--weights", help="with --model: a .safetensors weights file (default: untrained)")
+    p.add_argument("--weights", help="with --model: a .safetensors file or a .pt/.pth state dict, loaded without "
+                                     "running code (default: untrained)")
     p.add_argument("--seed", type=int, default=0, help="with --model: initialisation and subset seed")
     p.add_argument("--attack", default="pgd20", help="attack name (robustfair list attacks) or 'none'")
     p.add_argument("--eps", type=float, help="attack eps (default: the run's)")

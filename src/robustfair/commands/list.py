@@ -1,15 +1,23 @@
-"""`robustfair list [datasets|models|methods|attacks|presets]`: what can be named in a config."""
+"""`robustfair list [datasets|models|methods|attacks|presets]`: what can be named in a config.
+
+Without a kind, one line per kind. `list datasets` and `list models` show each entry's
+options (`data.options` / `model.options`) with their defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+from typing import Any, Callable
 
 KINDS = ["datasets", "models", "methods", "attacks", "presets"]
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list datasets, models, methods, attacks and presets")
-    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    p = sub.add_parser("list", help="list datasets, models, methods, attacks and presets",
+                       description="List what a config can name; `list datasets` and `list models` also show each "
+                                   "one's options and defaults.")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind, with details")
     p.set_defaults(run=run)
 
 
@@ -30,7 +38,50 @@ def names(kind: str) -> list[str]:
     return list_presets()
 
 
+def _summary(function: Callable[..., Any]) -> str:
+    doc = inspect.getdoc(function) or ""
+    return doc.split("\n\n")[0].replace("\n", " ").strip()
+
+
+def _options(function: Callable[..., Any], kinds: tuple[Any, ...], skip: tuple[str, ...] = ()) -> str:
+    params = [p for p in inspect.signature(function).parameters.values() if p.kind in kinds and p.name not in skip]
+    return ", ".join(f"{p.name}={p.default!r}" for p in params) or "none"
+
+
+def dataset_lines() -> list[str]:
+    """Two lines per dataset: what it is, then its data.options with defaults."""
+    from robustfair.data import DATASETS
+
+    lines = ["datasets (data.name; options go in data.options, files in data.root):"]
+    for name in DATASETS.names():
+        reader = DATASETS[name]
+        lines.append(f"  {name}: {_summary(reader)}")
+        lines.append(f"      options: {_options(reader, (inspect.Parameter.KEYWORD_ONLY,))}")
+    lines.append("  your own data: imagefolder (a folder per class), arrays (.npz/.npy), or Python objects through "
+                 "robustfair.train(train_data=..., test_data=...); see README 'Your own model and data'")
+    return lines
+
+
+def model_lines() -> list[str]:
+    """One line per model with its model.options, and how to name your own."""
+    from robustfair.models import MODELS, model_options
+
+    lines = ["models (model.name; options go in model.options):"]
+    for name in MODELS.names():
+        options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items()) or "none"
+        lines.append(f"  {name}: options: {options}")
+    lines.append("  your own model: model.name: 'package.module:factory' with model.kwargs (the factory also gets "
+                 "num_classes, in_channels, input_size when it declares them)")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "datasets":
+        print("\n".join(dataset_lines()))
+        return 0
+    if args.kind == "models":
+        print("\n".join(model_lines()))
+        return 0
     for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}: {', '.join(names(kind))}")
     return 0

@@ -2,7 +2,9 @@
 
 - `ArrayDataset` / `DatasetSplits`: in-memory splits (uint8 [N, C, H, W] images or float
   [N, ...] in [0, 1]); `validate_dataset` checks them.
-- `DATASETS` (name -> reader) and `load_dataset(name, root=None, download=False, **options)`.
+- `DATASETS` (name -> reader) and `load_dataset(name, root=None, download=False, **options)`;
+  your own data: `imagefolder` (class folders), `arrays` (.npz/.npy), or Python objects
+  through `as_array_dataset` (tensors, DataLoaders, map-style datasets).
 - Splits: `split_validation`, `class_balanced_subset`, `stratified_split`.
 - Loaders: `DeviceLoader` (data on the device), `StreamingLoader` (image files, workers);
   augmentation `random_crop_flip`.
@@ -21,6 +23,8 @@ from robustfair.data.device_loader import DeviceLoader
 from robustfair.data.download import download_file, file_digest, verify_file
 from robustfair.data.loading import call_reader, reader_options
 from robustfair.data.locate import cache_dir
+from robustfair.data.objects import as_array_dataset
+from robustfair.data.readers.arrays import load_arrays
 from robustfair.data.readers.cifar import load_cifar10, load_cifar100
 from robustfair.data.readers.cifar10_jpeg import load_cifar10_jpeg
 from robustfair.data.readers.digits import load_digits
@@ -46,6 +50,7 @@ DATASETS = Registry("dataset", {
     "svhn": load_svhn,
     "imagenette": load_imagenette,
     "imagefolder": load_image_folder,
+    "arrays": load_arrays,
 })
 
 
@@ -67,4 +72,5 @@ __all__ = [
     "DeviceLoader", "StreamingLoader", "random_crop_flip", "crop_flip_params", "apply_crop_flip",
     "download_file", "verify_file", "file_digest", "safe_extract", "restricted_loads", "cache_dir",
     "REMOTE_FILES", "RemoteFile", "ImageFileIndex", "image_folder_index", "imagenette_indexes", "read_idx",
+    "as_array_dataset", "load_arrays",
 ]

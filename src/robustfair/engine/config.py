@@ -37,14 +37,23 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = param("small_cnn", help="model registry name")
+    name: str = param("small_cnn", help="model registry name, or your own 'package.module:factory'")
     normalize_mean: tuple[float, ...] | None = param(None, help="per-channel mean of a normalisation layer owned by the model")
     normalize_std: tuple[float, ...] | None = param(None, low=0.0, low_open=True, help="per-channel std of that layer")
-    options: dict = param(default_factory=dict, help="model-specific keyword arguments")
+    options: dict = param(default_factory=dict, help="model-specific keyword arguments of a registry model")
+    kwargs: dict = param(default_factory=dict, help="keyword arguments of a 'package.module:factory' model")
 
     def __post_init__(self) -> None:
         if (self.normalize_mean is None) != (self.normalize_std is None):
             raise ConfigError("model.normalize_mean and model.normalize_std must be given together")
+        from robustfair.models.factory import is_factory_path, is_object_model_name
+
+        user_model = is_factory_path(self.name) or is_object_model_name(self.name)
+        if user_model and self.options:
+            raise ConfigError(f"model.options: {self.name!r} is your own model; its arguments go in model.kwargs")
+        if not user_model and self.kwargs:
+            raise ConfigError(f"model.kwargs: only for a 'package.module:factory' model; the options of the "
+                              f"registry model {self.name!r} go in model.options")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ def load_model_from_checkpoint(target: str | Path, *, which: str = "last", devic
                                test_per_class: int | None = None):
     """(model in eval mode, RunConfig, RunData) for a run directory or checkpoint file."""
     from robustfair.engine.run_data import input_geometry, prepare_data
-    from robustfair.engine.run_model import build_run_model, resolve_device
+    from robustfair.engine.run_model import build_run_model, check_factory_source, resolve_device
 
     path = resolve_checkpoint(target, which)
     state = load_checkpoint(path)
@@ -24,6 +24,7 @@ def load_model_from_checkpoint(target: str | Path, *, which: str = "last", devic
         raise CheckpointError(f"{str(path)!r} holds weights only; evaluate it through a run directory "
                               "whose config.yaml describes data and model")
     config = parse_config(state["config"])
+    check_factory_source(config, target, path)  # never import a factory named only inside a checkpoint file
     if test_per_class is not None:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, test_per_class=test_per_class))
     dev = resolve_device(device)
@@ -84,7 +85,9 @@ def evaluate_registry_model(model_name: str, dataset: str, *, root: str | None =
     in_channels, input_size = input_geometry(data.train)
     model = build_run_model(config, in_channels, input_size, data.num_classes).to(dev)
     if weights:
-        _load_weights(model, load_checkpoint(weights, map_location=dev), weights)
+        from robustfair.engine.weights import load_weights
+
+        load_weights(model, weights)  # .safetensors, or a .pt/.pth state dict (weights_only: runs no code)
     model.eval()
     eps = 8 / 255 if eps is None else eps
     result = evaluate_model(model, eval_batches(data.test, batch_size, dev), attack=attack, eps=float(eps),

@@ -27,18 +27,21 @@ def _named(field: str, lookup: Callable[[], Any]) -> Any:
         raise ConfigError(f"{field}: {err}") from None
 
 
-def check_names(config, attack_budget: Callable[[str], dict[str, float]]) -> None:
+def check_names(config, attack_budget: Callable[[str], dict[str, float]], *, model_given: bool = False,
+                data_given: bool = False) -> None:
     """Raise UnknownNameError (listing the valid names) for an unknown dataset, model or attack.
 
     attack_budget(name) -> the overrides the run will pass to `make_attack` (eps, step
-    size), so a preset that cannot take them fails here too.
+    size), so a preset that cannot take them fails here too. model_given / data_given:
+    the model or data were passed to `robustfair.train` as objects. A model factory
+    (`package.module:factory`) is imported here, so a typo fails before any data is read.
     """
     from robustfair.attacks import make_attack
-    from robustfair.data import DATASETS
-    from robustfair.models import MODELS
+    from robustfair.engine.run_data import check_data_name
+    from robustfair.engine.run_model import check_model_name
 
-    _named("data.name", lambda: DATASETS[config.data.name])
-    _named("model.name", lambda: MODELS[config.model.name])
+    check_data_name(config, data_given=data_given)
+    check_model_name(config, model_given=model_given)
     attacks: list[tuple[str, str]] = [("train.val_attack", config.train.val_attack),
                                       ("eval.attack", config.eval.attack)]
     attacks += [(f"eval.extra_attacks[{i}]", name) for i, name in enumerate(config.eval.extra_attacks)]

@@ -2,6 +2,11 @@
 
 `prepare_data(config)` returns the three splits a run uses (`RunData`); `eval_batches`
 turns a split into re-iterable device batches of float images in [0, 1].
+
+Data passed to `robustfair.train(train_data=..., test_data=...)` arrives as `splits`
+(`DatasetSplits`, see `data/objects.py`) and takes the same path from validation on;
+such a run records `data.name: "<python objects>"` (`OBJECT_DATA`), and rebuilding its
+data later needs the objects again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import torch
 
 from robustfair.engine.config import RunConfig
 from robustfair.engine.preflight import check_run_data
-from robustfair.errors import ConfigError
+from robustfair.errors import ConfigError, DataError, UnknownNameError
+
+OBJECT_DATA = "<python objects>"
 
 
 @dataclass
@@ -31,17 +38,43 @@ class RunData:
         return len(self.classes)
 
 
-def prepare_data(config: RunConfig) -> RunData:
+def object_data_error() -> DataError:
+    """Why a run trained on Python objects cannot reload its data, and what to do."""
+    return DataError(f"data.name {OBJECT_DATA!r}: this run trained on data passed to robustfair.train(), which its "
+                     "config cannot reload; pass the data again (robustfair.train(config, run_dir, train_data=..., "
+                     "test_data=..., resume=True) or robustfair.evaluate(run_dir, test_data=...)), or write it to "
+                     ".npz files and train with data.name: arrays")
+
+
+def check_data_name(config: RunConfig, *, data_given: bool = False) -> None:
+    """UnknownNameError now for a dataset the run could not load (data objects need no name)."""
+    from robustfair.data import DATASETS
+
+    if data_given:
+        return
+    if config.data.name == OBJECT_DATA:
+        raise object_data_error()
+    try:
+        DATASETS[config.data.name]
+    except UnknownNameError as err:
+        raise UnknownNameError(f"data.name: {err}") from None
+
+
+def prepare_data(config: RunConfig, splits=None) -> RunData:
     """Load, validate, split and subset the run's data; DataError before any training step.
 
-    Both splits pass `validate_dataset` (pixels in [0, 1], no NaN, labels in range, no
-    empty class) and the final splits `check_run_data` (same classes, every class present
-    in train, validation and test).
+    splits: the train and test splits given as objects (`DatasetSplits`), used instead of
+    loading `data.name`. Both splits pass `validate_dataset` (pixels in [0, 1], no NaN,
+    labels in range, no empty class) and the final splits `check_run_data` (same classes,
+    every class present in train, validation and test).
     """
     from robustfair.data import class_balanced_subset, load_dataset, split_validation, validate_dataset
 
     d = config.data
-    splits = load_dataset(d.name, root=d.root, download=d.download, **d.options)
+    if splits is None:
+        if d.name == OBJECT_DATA:
+            raise object_data_error()
+        splits = load_dataset(d.name, root=d.root, download=d.download, **d.options)
     train, test = splits.train, splits.test
     validate_dataset(train)
     validate_dataset(test)
@@ -89,4 +122,4 @@ def eval_batches(dataset, batch_size: int, device: torch.device, rank: int = 0,
     return _Batches()
 
 
-__all__ = ["RunData", "prepare_data", "input_geometry", "eval_batches"]
+__all__ = ["RunData", "prepare_data", "input_geometry", "eval_batches", "check_data_name", "OBJECT_DATA"]

@@ -1,6 +1,8 @@
 """The one training loop every method plugs into.
 
-`train(config, run_dir)` builds data, model and method from a validated `RunConfig`,
+`train(config, run_dir)` builds data, model and method from a validated `RunConfig`
+(or a preset name, YAML path or mapping; your own model and data may be passed as
+objects: `train(config, run_dir, model=net, train_data=..., test_data=...)`),
 then for each epoch: `method.on_epoch_start(ctx)`, `method.loss(model, x, y)` per batch
 with an optimiser step, `method.on_epoch_end(ctx)`, class-wise validation, one line in
 `metrics.jsonl`, and atomic checkpoints `checkpoints/last.safetensors` and
@@ -10,7 +12,8 @@ test). At the end the last and best models are evaluated class-wise on the test 
 
 The pieces live in their own modules, each readable alone:
     run_data.py        building the data (load, validate, split, subset; eval batches)
-    run_model.py       building the model on its device
+    run_model.py       building the model on its device (registry, your factory, your object)
+    user_objects.py    what a run records for a model or data passed as Python objects
     run_directory.py   the run directory: start or resume, tidy, safe writes, layout
     epoch_loop.py      one training epoch
     run_evaluation.py  validation, model selection, final test results
@@ -30,7 +33,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import yaml
@@ -48,12 +51,24 @@ from robustfair.engine.run_directory import RunDirectory
 from robustfair.engine.run_evaluation import (eval_attack_overrides, evaluate_model, final_test_results,
                                               selection_score, validation_record)
 from robustfair.engine.run_files import RunFileError
-from robustfair.engine.run_model import build_run_model, resolve_device
+from robustfair.engine.run_model import build_run_model, check_model_output, resolve_device
+from robustfair.engine.user_objects import as_run_config, resolve_user_objects
 from robustfair.engine.schedules import lr_at_epoch
 from robustfair.engine.tensorboard_log import check_available as check_log_targets
 from robustfair.engine.tensorboard_log import open_epoch_log
 from robustfair.errors import CheckpointError, RobustfairError
 from robustfair.methods import METHODS, EpochContext, TrainingMethod
+from robustfair.methods.hooks import epoch_context
+from robustfair.models import is_factory_path
+
+
+def step_seed(seed: int, rank: int = 0) -> int:
+    """The torch seed set before the first training step (the model is built under `seed`).
+
+    A hand loop that seeds `torch.manual_seed(seed)`, builds the model, then seeds
+    `step_seed(seed)` draws the same attack starts as the engine's run.
+    """
+    return seed * 1000 + rank + 1
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -73,7 +88,10 @@ class Trainer:
     """Owns one run: build once, then `fit()`; `train()` below is the usual entry point."""
 
     def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False,
-                 progress: bool = True, log: Callable[[str], None] | None = None):
+                 progress: bool = True, log: Callable[[str], None] | None = None, model: nn.Module | None = None,
+                 splits=None):
+        """model / splits: a model object and data splits (DatasetSplits) given as objects; the
+        config must record them as `user_objects.resolve_user_objects` does."""
         self.config = config
         self.quiet = quiet
         self.show_progress = progress and not quiet
@@ -87,15 +105,19 @@ class Trainer:
         self.eps = float(config.eval.eps if config.eval.eps is not None else self.method_config.eps)
 
         # Everything that can be checked before the first step is checked here, cheapest first.
-        check_names(config, lambda name: eval_attack_overrides(name, self.eps))
+        check_names(config, lambda name: eval_attack_overrides(name, self.eps), model_given=model is not None,
+                    data_given=splits is not None)
         check_log_targets(config.train.log)  # train.log=[jsonl,tensorboard] without tensorboard installed
         self.epoch_log = None  # the TensorBoard writer while fit() runs (rank 0, train.log names tensorboard)
         from_checkpoint = self.run.should_resume(resume)
         self._check_writable()
         torch.manual_seed(config.seed)
-        self.data: RunData = prepare_data(config)
+        self.data: RunData = prepare_data(config, splits)
         in_channels, input_size = input_geometry(self.data.train)
-        self.core = build_run_model(config, in_channels, input_size, self.data.num_classes).to(self.device)
+        self.core = build_run_model(config, in_channels, input_size, self.data.num_classes,
+                                    model=model).to(self.device)
+        if model is not None or is_factory_path(config.model.name):  # your own model: try it on two samples
+            check_model_output(self.core, self._sample_batch(2), self.data.num_classes, config.model.name)
         if config.train.channels_last and self.device.type == "cuda":
             self.core = self.core.to(memory_format=torch.channels_last)
         if config.init_from:
@@ -124,13 +146,18 @@ class Trainer:
         self.best_score = -1.0
         self.best_epoch = 0
         # Every rank seeds differently for attack starts; the model init above is shared.
-        torch.manual_seed(config.seed * 1000 + self.dist.rank + 1)
+        torch.manual_seed(step_seed(config.seed, self.dist.rank))
         if from_checkpoint:
             self._resume()
         self._check_free_space(fresh=not from_checkpoint)
         if self.dist.is_main:
             with self.run.writing():
                 self.run.tidy(self.start_epoch, config.train.epochs, from_checkpoint)
+
+    def _sample_batch(self, n: int) -> torch.Tensor:
+        """The first n training samples as float in [0, 1] on the device."""
+        x = torch.as_tensor(self.data.train.x[:n]).to(self.device)
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
     # ------------------------------------------------------------------ run directory
     @property
@@ -232,19 +259,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces of the loop
     def context(self, epoch: int) -> EpochContext:
-        def evaluate(model, loader, attack="pgd20", **overrides):
-            from robustfair.metrics import evaluate_classwise
-
-            budget = eval_attack_overrides(attack, self.eps) if attack not in (None, "none") else {}
-            budget.update(overrides)
-            return evaluate_classwise(model, loader, attack=None if attack in (None, "none") else attack,
-                                      num_classes=self.data.num_classes, classes=self.data.classes,
-                                      device=self.device, dataset_name=self.data.name, attack_overrides=budget,
-                                      reduce=dist_utils.all_reduce_sum)
-
-        return EpochContext(epoch=epoch, num_epochs=self.config.train.epochs, model=self.core, device=self.device,
-                            num_classes=self.data.num_classes, val_loader=self.val_loader, evaluate=evaluate,
-                            all_reduce_sum=dist_utils.all_reduce_sum, eps=self.eps)
+        """What the method's epoch hooks receive; the same builder serves a user's own loop."""
+        return epoch_context(self.core, epoch=epoch, num_epochs=self.config.train.epochs,
+                             num_classes=self.data.num_classes, eps=self.eps, val_loader=self.val_loader,
+                             device=self.device, classes=self.data.classes, dataset_name=self.data.name,
+                             all_reduce_sum=dist_utils.all_reduce_sum)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.loader.set_epoch(epoch)
@@ -410,10 +429,27 @@ def _flatten_dict(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False,
+def train(config: RunConfig | Mapping[str, Any] | str | Path, run_dir: str | Path | None = None, *,
+          model: Any = None, train_data: Any = None, test_data: Any = None, classes: Sequence[str] | None = None,
+          overrides: Sequence[str] = (), resume: bool = False, quiet: bool = False,
           progress: bool = True) -> dict[str, Any]:
-    """Train `config` into `run_dir` (resuming from its last checkpoint if asked); returns results.json."""
-    trainer = Trainer(config, run_dir, resume=resume, quiet=quiet, progress=progress)
+    """Train `config` into `run_dir` (resuming from its last checkpoint if asked); returns results.json.
+
+    config: a RunConfig, a mapping of config sections, or a preset name / YAML path;
+    overrides: dotted `key=value` strings applied on top. run_dir: default
+    `runs/<config name>`.
+    model: your model instead of `model.name`: an `nn.Module` (trained in place), a
+    factory function or class importable by its path, or a name (registry or
+    `package.module:factory`). train_data / test_data: your data instead of `data.name`,
+    together: (x, y) tensors or arrays, DataLoaders or map-style datasets yielding (x, y),
+    x float in [0, 1] (or uint8), y class indices; classes: their names. What the run
+    records for each, and so what can rebuild it later: `engine/user_objects.py`.
+    """
+    objects = resolve_user_objects(as_run_config(config, overrides), model=model, train_data=train_data,
+                                   test_data=test_data, classes=classes)
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / objects.config.name
+    trainer = Trainer(objects.config, run_dir, resume=resume, quiet=quiet, progress=progress, model=objects.model,
+                      splits=objects.splits)
     try:
         return trainer.fit()
     finally:
@@ -434,6 +470,6 @@ def load_run_config(run_dir: str | Path, overrides=()) -> RunConfig:
     return parse_config(raw, overrides)
 
 
-__all__ = ["train", "Trainer", "load_run_config", "prepare_data", "build_run_model", "evaluate_model",
+__all__ = ["train", "Trainer", "step_seed", "load_run_config", "prepare_data", "build_run_model", "evaluate_model",
            "eval_batches", "eval_attack_overrides", "resolve_device", "input_geometry", "RunData",
            "RobustfairError"]

@@ -1,9 +1,12 @@
-"""Model definitions (no torchvision) and the model registry.
+"""Model definitions (no torchvision), the model registry, and your own models.
 
 Every model maps x: [B, in_channels, H, W] (or [B, D] for `mlp`) float in [0, 1] to logits
 [B, num_classes]; an optional `Normalize(mean, std)` is its first layer, so attacks stay
 in pixel space. No in-place activations: TRADES runs two forward passes before one
 backward.
+
+Your own model: a config names it `model.name: "package.module:factory"` (with
+`model.kwargs`), built by `build_factory_model` (see `models/factory.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from torch import nn
 
 from robustfair.errors import ConfigError
+from robustfair.models.factory import (build_factory_model, factory_path_of, import_factory, is_factory_path,
+                                       is_object_model_name, object_model_name)
 from robustfair.models.normalize import Normalize, NormalizeSpec
 from robustfair.models.preact_resnet import PreActResNet, preact_resnet18
 from robustfair.models.resnet import ResNet, resnet18
@@ -78,5 +83,6 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
     }
 
 
-__all__ = ["MODELS", "build_model", "model_options", "model_summary", "Normalize", "PreActResNet",
-           "ResNet", "WideResNet", "SmallCNN", "MLP"]
+__all__ = ["MODELS", "build_model", "model_options", "model_summary", "build_factory_model", "import_factory",
+           "is_factory_path", "is_object_model_name", "object_model_name", "factory_path_of", "Normalize",
+           "PreActResNet", "ResNet", "WideResNet", "SmallCNN", "MLP"]

@@ -1,8 +1,15 @@
-"""Any directory tree of images, one sub-directory per class.
+"""Your own images: any directory tree of images, one sub-directory per class.
 
-Layouts:
-- `root/train/<class>/*.png` and `root/test/<class>/*.png` (names via train_dir/test_dir);
-- `root/<class>/*.png` with `test_size` set: a seeded class-stratified split.
+Layouts (`data.root` is `root`; options in `data.options`):
+
+    root/train/cat/0001.png        root/cat/0001.png      (with test_size: a seeded
+    root/train/dog/0002.jpg        root/dog/0002.jpg       class-stratified split)
+    root/test/cat/0100.png
+    root/test/dog/0101.jpg
+
+- `root/train/<class>/*` and `root/test/<class>/*` (folder names via train_dir/test_dir);
+- `root/<class>/*` with `test_size` set (a count or a fraction): a seeded class-stratified split.
+Image files: the extensions in `data/images.py` (png, jpg, jpeg, bmp, gif, ...).
 Classes are the sorted sub-directory names of the train directory (label order); the test
 directory must have the same classes. Files are taken recursively, sorted by path.
 Images are decoded with Pillow to uint8 [N, C, H, W]: `size=None` keeps the native size
@@ -131,7 +138,11 @@ def image_folder_splits(root: str | Path | None, *, train_dir: str = "train", te
 def load_image_folder(root=None, download: bool = False, *, train_dir: str = "train", test_dir: str = "test",
                       test_size: int | float | None = None, seed: int = 0, size: int | None = None,
                       channels: int = 3, cache: bool = True, name: str | None = None) -> DatasetSplits:
-    """Decoded train/test splits of an image-folder tree (no download)."""
+    """Your own images in data.root, one folder per class: train/<class>/*, test/<class>/* (or <class>/*).
+
+    With root/<class>/* folders, `test_size` (count or fraction) makes a seeded stratified
+    test split. See the module docstring for sizes, channels and the decoded cache.
+    """
     if download:
         raise DataError("imagefolder: nothing to download; pass root=<directory of class folders>")
     if size is not None:
