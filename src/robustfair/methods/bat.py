@@ -28,9 +28,9 @@ versus paper, and the switches here:
 - Train-mode forwards run in the code's order and batching: f(x_lc), f(x_fa), f(x) (then
   f(x_adv) for the fixed-step ablations), each a separate batch for BatchNorm.
 - The KL terms (attack and loss) and the uniform term use the code's expressions,
-  `kl_div(log_softmax(.), softmax(.))` (`robustfair.losses`), so the boundary points equal
-  the code's bit for bit from the same start noise
-  (silvercherry/Improving-Robust-Fairness-via-Balance-Adversarial-Training@9bcee67).
+  `kl_div(log_softmax(.), softmax(.))` (`robustfair.losses`): with it the early-stopped KL
+  iterates equal the code's bit for bit from the same start noise (checked on FAT's
+  `earlystop`, which BAT's `stop_to_firstadv` / `stop_to_lastclean` follow).
 
 Ablations (paper Table 2; presets configs/bat_ablation_*.yaml):
 - `target_term`: none (row 1), last_clean (row 2), first_adv (row 3), fixed_step (row 4:
