@@ -221,7 +221,8 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         if fn_name in counts and round_index >= 0:
             counts[fn_name].append(counter.samples.copy())
 
-    times = interleaved_times(fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record)
+    times = interleaved_times(fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record,
+                              clock=args.clock)
     counter.remove()
 
     rows: list[list[Any]] = [[name, "train_step", median(times["train_step"]), "", "", "", "", "", "", ""],
@@ -259,12 +260,17 @@ def main() -> None:
                         help=f"model:batch:image_size[:repeats] list (default {DEFAULT_CONFIGS}); "
                              f"--repeats overrides the per-model repeats")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"methods to time (default {DEFAULT_METHODS})")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: process CPU time on a CPU device (other processes on a shared machine do not "
+                             "inflate it; default); wall: elapsed time")
     args = parser.parse_args()
     device, machine = setup(args)
     configs = parse_configs(args.configs)
     method_names = [m for m in args.methods.split(",") if m]
-    print(f"settings: {args.configs}; methods {','.join(method_names)} with their default configs (variants: {VARIANTS}) "
-          f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.warmup} warm-up round, then the timed rounds with the "
+    print(f"settings: {args.configs}; methods {','.join(method_names)} with their default configs "
+          f"(variants: {VARIANTS}) "
+          f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.clock} clock; {args.warmup} warm-up round, "
+          f"then the timed rounds with the "
           f"order rotated each round; medians of per-round ratios")
 
     rows, ratios, measurements = [], {}, {}

@@ -1,8 +1,9 @@
 """What an attack ascends: a per-sample objective built from `robustfair.losses`.
 
 An objective maps `(logits_adv [B, C], labels [B], logits_clean [B, C] or None) -> [B]`
-(float32; float64 when the model computes in float64). The attack ascends the batch *sum*, so each sample's gradient is its own
-term's gradient, independent of the batch size and of the other samples (eval-mode BN).
+(float32; float64 when the model computes in float64). The attack ascends the batch *sum*,
+so each sample's gradient is its own term's gradient, independent of the batch size and of
+the other samples (eval-mode BN).
 
 Names: `ce` (cross entropy), `kl` (TRADES: KL(p(x) || p(x')) with p(x) from the clean
 input computed once, without gradient), `margin` (Carlini-Wagner: max_{j != y} z_j - z_y).

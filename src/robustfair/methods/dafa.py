@@ -59,7 +59,8 @@ class DAFAConfig(MethodConfig):
     similarity_source: str = param("train", choices=("train", "val"),
                                    help="adversarial examples the class similarity is measured on")
     forward_order: str = param("adv_clean", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow it): adv_clean = the code's")
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "adv_clean = the code's")
 
 
 class DAFA(TrainingMethod):

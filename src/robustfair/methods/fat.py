@@ -73,7 +73,8 @@ class FATTRADESConfig(MethodConfig):
     start: str = param("normal", choices=("uniform", "normal", "none"), help="attack start point (normal: x + 0.001 N)")
     beta: float = param(6.0, low=0.0, help="weight of the TRADES KL term")
     forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow it): clean_adv = the code's")
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "clean_adv = the code's")
 
 
 class _FAT(TrainingMethod):

@@ -21,7 +21,8 @@ epochs) or `epoch >= 30` (shorter runs), epochs counted from 1; a run shorter th
 epochs is then plain PGD-AT, as the code's would be. `begin_epoch` applies lambda from
 begin_epoch alone (the short presets use it and say so).
 
-Checked against zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training@16813b5b08449ed60af8835c8f1e3b1960ce2ff3
+Checked against zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training
+@16813b5b08449ed60af8835c8f1e3b1960ce2ff3
 (`GAIRAT.py` `train`, `adjust_Lambda`; `GAIR.py`): `gairat_lambda_epoch` and the weights
 per epoch equal the code's for 10- to 120-epoch runs (tests/test_peers_methods.py).
 """

@@ -62,10 +62,13 @@ class WATConfig(MethodConfig):
     beta: float = param(6.0, low=0.0, help="TRADES beta")
     eta: float = param(0.1, low=0.0, help="Hedge learning rate")
     cost_normalization: str = param("code", choices=("code", "count"),
-                                    help="validation cost divisor: code = batches x cost_batch_size, count = exact counts")
-    cost_batch_size: int = param(128, low=1, help="batch size of the code's validation loader (cost_normalization code)")
+                                    help="validation cost divisor: code = batches x cost_batch_size, "
+                                         "count = exact counts")
+    cost_batch_size: int = param(128, low=1,
+                                 help="batch size of the code's validation loader (cost_normalization code)")
     forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow it): clean_adv = the code's")
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "clean_adv = the code's")
 
 
 def wat_validation_costs(sums: torch.Tensor, counts: torch.Tensor, normalization: str = "code",
