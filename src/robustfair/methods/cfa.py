@@ -163,7 +163,7 @@ class CFA(TrainingMethod):
         crafter = crafting_model(model)
         self._replay_clean_forward(crafter)
         if c.log_clean_forward:
-            self._pending_clean = x.detach()
+            self._pending_clean = x.detach().clone()  # a copy: the loader may reuse its buffers
         eps = self.class_eps(x.device)[y] if c.ccm and self.calibrating() else c.eps
         if c.base == "at":
             x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform",
