@@ -38,18 +38,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_once(fn: Callable[[], Any], device: torch.device) -> float:
-    """Wall seconds of one call of `fn`, device work included."""
+def time_once(fn: Callable[[], Any], device: torch.device, clock: str = "wall") -> float:
+    """Seconds of one call of `fn`, device work included.
+
+    clock "wall": elapsed time; "cpu": this process's CPU time (`time.process_time`), which
+    other processes on a shared CPU machine do not inflate (CPU devices only).
+    """
+    now = time.process_time if clock == "cpu" and device.type == "cpu" else time.perf_counter
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def interleaved_times(fns: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int,
                       device: torch.device, after_call: Callable[[str, int], None] | None = None,
-                      verbose: bool = True) -> dict[str, list[float]]:
+                      verbose: bool = True, clock: str = "wall") -> dict[str, list[float]]:
     """Seconds of each callable in each of `repeats` rounds: {name: [t_round0, ...]}.
 
     Round r runs the callables in their given order rotated by r. `after_call(name, round)`
@@ -65,7 +70,7 @@ def interleaved_times(fns: Mapping[str, Callable[[], Any]], *, repeats: int, war
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_once(fns[name], device))
+            times[name].append(time_once(fns[name], device, clock))
             if after_call is not None:
                 after_call(name, r)
         if verbose:

@@ -7,6 +7,7 @@ batch of B images this benchmark times, interleaved round by round (see
     train_step   forward + backward + SGD step on B inputs (train mode)
     input_grad   forward + input-gradient backward on B inputs (eval mode): one attack pass
     pgd_at, trades, frl_rwrm, bat   `METHODS[name].loss` + backward + SGD step (default configs)
+    trades_shared_forward           TRADES with `forward_order: clean_adv` (one shared f(x))
 
 and, next to each method, its floor: a step written here that does only the work the
 algorithm cannot avoid, with the same kernels and nothing else (no projection, no
@@ -14,8 +15,11 @@ bookkeeping, no extra forward):
 
     floor_pgd_at   K input_grad passes + train_step
     floor_trades   one eval forward without graph (the attack's target p(x)) + K input_grad
-                   passes + TRADES' training part (f(x), f(x_adv), CE + beta KL, backward,
-                   SGD step); also FRL's floor (the same passes; its weights cost nothing)
+                   passes + TRADES' training part as the TRADES code runs it (f(x) for CE,
+                   f(x_adv), f(x) again for the KL; CE + beta KL, backward, SGD step); also
+                   FRL's floor (the same passes; its weights cost nothing)
+    floor_trades_shared   the same with one shared f(x) (f(x), f(x_adv)): the floor of the
+                   `forward_order: clean_adv` option
     floor_bat      one eval forward without graph (both trajectories target the same p(x))
                    + the input_grad passes BAT's early-stopped attacks actually computed, at
                    the sizes they had (the samples still active at each step, recorded by a
@@ -52,11 +56,19 @@ from robustfair.losses.bat import bat_loss_terms  # noqa: E402
 from robustfair.methods import METHODS  # noqa: E402
 
 DEFAULT_CONFIGS = "small_cnn:64:32:4,preact_resnet18:16:16:3"
-DEFAULT_METHODS = "pgd_at,trades,frl_rwrm,bat"
+DEFAULT_METHODS = "pgd_at,trades,trades_shared_forward,frl_rwrm,bat"
 TARGET = 1 / 1.1  # floor / measured of a step within 10% of its floor
 TARGETED = ("pgd_at", "trades")
-FLOOR_OF = {"pgd_at": "floor_pgd_at", "trades": "floor_trades", "frl_rw": "floor_trades",
-            "frl_rwrm": "floor_trades", "frl_rm": "floor_trades", "bat": "floor_bat"}
+FLOOR_OF = {"pgd_at": "floor_pgd_at", "trades": "floor_trades", "trades_shared_forward": "floor_trades_shared",
+            "frl_rw": "floor_trades", "frl_rwrm": "floor_trades", "frl_rm": "floor_trades", "bat": "floor_bat"}
+#: Benchmark names for a method with non-default options: name -> (registry name, config fields).
+VARIANTS = {"trades_shared_forward": ("trades", {"forward_order": "clean_adv"})}
+
+
+def build_timed_method(name: str):
+    registry_name, fields = VARIANTS.get(name, (name, {}))
+    cls = METHODS[registry_name]
+    return cls(cls.Config(**fields), num_classes=10)
 
 
 class PassCounter:
@@ -113,7 +125,7 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
     x_adv = (x + 0.02 * torch.randn(x.shape, generator=generator).to(device)).clamp(0, 1)
     x_adv2 = (x + 0.02 * torch.randn(x.shape, generator=generator).to(device)).clamp(0, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=5e-4)
-    methods = {m: METHODS[m](METHODS[m].Config(), num_classes=10) for m in method_names}
+    methods = {m: build_timed_method(m) for m in method_names}
     steps = {m: methods[m].config.steps for m in method_names}
     k = max(steps.values(), default=10)
     if len(set(steps.values())) > 1:
@@ -154,6 +166,15 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         for _ in range(k):
             input_grad_pass(batch)
         model.train()
+        logits, logits_adv, logits_kl = model(x), model(x_adv), model(x)
+        optimize(F.cross_entropy(logits, y) + 6.0 * trades_kl(logits_kl, logits_adv).sum() / batch)
+
+    def floor_trades_shared() -> None:
+        model.eval()
+        clean_forward()
+        for _ in range(k):
+            input_grad_pass(batch)
+        model.train()
         logits, logits_adv = model(x), model(x_adv)
         optimize(F.cross_entropy(logits, y) + 6.0 * trades_kl(logits, logits_adv).sum() / batch)
 
@@ -183,7 +204,8 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
             raise SystemExit(f"no floor defined for method {m!r}; known: {', '.join(FLOOR_OF)}")
         floor = FLOOR_OF[m]
         if floor not in fns:
-            fns[floor] = {"floor_pgd_at": floor_pgd_at, "floor_trades": floor_trades, "floor_bat": floor_bat}[floor]
+            fns[floor] = {"floor_pgd_at": floor_pgd_at, "floor_trades": floor_trades,
+                          "floor_trades_shared": floor_trades_shared, "floor_bat": floor_bat}[floor]
         fns[m] = method_step(m)
     if "bat" in method_names:  # the BAT floor replays a real BAT step's pass sizes: run one first
         fns["bat"]()
@@ -199,11 +221,12 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         if fn_name in counts and round_index >= 0:
             counts[fn_name].append(counter.samples.copy())
 
-    times = interleaved_times(fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record)
+    times = interleaved_times(fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record,
+                              clock=args.clock)
     counter.remove()
 
-    rows: list[list[Any]] = [[name, "train_step", median(times["train_step"]), "", "", "", "", "", ""],
-                             [name, "input_grad (one pass)", median(times["input_grad"]), "", "", "", "", "", ""]]
+    rows: list[list[Any]] = [[name, "train_step", median(times["train_step"]), "", "", "", "", "", "", ""],
+                             [name, "input_grad (one pass)", median(times["input_grad"]), "", "", "", "", "", "", ""]]
     ratios: dict[str, float] = {}
     measurements: dict[str, Any] = {"batch": batch, "image_size": image_size, "data": what, "repeats": repeats,
                                     "train_step_s": median(times["train_step"]),
@@ -214,13 +237,15 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         efficiency, best_efficiency = paired_ratio(times[floor], times[m])
         grad_passes = median([c["input_grad"] / batch for c in counts[m]])
         no_grad = median([c["no_grad"] / batch for c in counts[m]])
+        train_forwards = median([c["train"] / batch for c in counts[m]])
         target = f">= {TARGET:.3f}: {'met' if efficiency >= TARGET else 'MISSED'}" if m in TARGETED else ""
         rows.append([name, m, median(times[m]), median(times[floor]), f"{grad_passes:.2f}", f"{no_grad:.2f}",
-                     efficiency, best_efficiency, target])
+                     f"{train_forwards:.2f}", efficiency, best_efficiency, target])
         ratios[f"{name}.{m}.floor_over_measured"] = efficiency
         ratios[f"{name}.{m}.floor_over_measured_best_times"] = best_efficiency
         measurements[m] = {"measured_s": median(times[m]), "floor_s": median(times[floor]), "floor": floor,
-                           "input_grad_passes": grad_passes, "no_grad_forwards": no_grad, "attack_steps": steps[m]}
+                           "input_grad_passes": grad_passes, "no_grad_forwards": no_grad,
+                           "train_forwards": train_forwards, "attack_steps": steps[m]}
     if replayed:
         measurements["floor_bat_replayed_input_grad_passes"] = median(replayed) / batch
     ratios[f"{name}.input_grad_over_train_step"] = median(
@@ -235,12 +260,17 @@ def main() -> None:
                         help=f"model:batch:image_size[:repeats] list (default {DEFAULT_CONFIGS}); "
                              f"--repeats overrides the per-model repeats")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"methods to time (default {DEFAULT_METHODS})")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: process CPU time on a CPU device (other processes on a shared machine do not "
+                             "inflate it; default); wall: elapsed time")
     args = parser.parse_args()
     device, machine = setup(args)
     configs = parse_configs(args.configs)
     method_names = [m for m in args.methods.split(",") if m]
     print(f"settings: {args.configs}; methods {','.join(method_names)} with their default configs "
-          f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.warmup} warm-up round, then the timed rounds with the "
+          f"(variants: {VARIANTS}) "
+          f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.clock} clock; {args.warmup} warm-up round, "
+          f"then the timed rounds with the "
           f"order rotated each round; medians of per-round ratios")
 
     rows, ratios, measurements = [], {}, {}
@@ -253,12 +283,12 @@ def main() -> None:
         measurements[name] = model_measurements
 
     print_table("Training-step efficiency (floor / measured; 1.0 = no work beyond the floor)",
-                ["model", "step", "measured s", "floor s", "grad passes xB", "no-grad fwd xB",
+                ["model", "step", "measured s", "floor s", "grad passes xB", "no-grad fwd xB", "train fwd xB",
                  "floor/measured", "(best times)", "target"], rows)
     print("floor/measured: median of per-round ratios (the figure); (best times): fastest floor / fastest "
           "step, a check insensitive to other processes.\ngrad passes xB: per-sample input gradients the "
           "step computed, in batches of B; no-grad fwd xB: eval forwards without graph (clean targets, final "
-          "flip checks), in batches of B.")
+          "flip checks), in batches of B; train fwd xB: train-mode forwards (BatchNorm updates), in batches of B.")
     targets = {key: {"target": f">= {TARGET:.4f}", "value": value, "met": value >= TARGET}
                for key, value in ratios.items() if key.split(".")[1] in TARGETED and key.endswith("floor_over_measured")}
     write_json(args.json_path, "train_step", machine, vars(args), ratios, measurements, targets)

@@ -290,7 +290,7 @@ def test_wat_hedge_update_and_weighted_loss_by_hand():
     model = tiny_model()
     x, y = batch()
     val = [batch(9, seed=5)]
-    method = WAT(WATConfig(beta=0.0, eta=0.1), num_classes=C)
+    method = WAT(WATConfig(beta=0.0, eta=0.1, cost_normalization="count"), num_classes=C)
     model.eval()
     with torch.no_grad():
         ce_val = F.cross_entropy(model(val[0][0]), val[0][1], reduction="none")
@@ -310,6 +310,35 @@ def test_wat_hedge_update_and_weighted_loss_by_hand():
     assert method.loss(model, x, y).loss.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ConfigError, match="val_per_class"):
         method.on_epoch_end(make_ctx(model, 2, None))
+
+
+def test_wat_validation_cost_is_scaled_like_the_code():
+    # The code's validate(): per class C * sum_k / (batches * 128), overall sum / (batches * 128),
+    # its validation loader yielding batches of 128 (the last one partial).
+    model = tiny_model()
+    val = [batch(9, seed=5), batch(6, seed=6)]  # 15 images: one batch of 128 in the code
+    method = WAT(WATConfig(beta=0.0, eta=0.1), num_classes=C)
+    model.eval()
+    with torch.no_grad():
+        ce = torch.cat([F.cross_entropy(model(xv), yv, reduction="none") for xv, yv in val])
+    yv = torch.cat([b[1] for b in val])
+    model.train()
+    divisor = 1 * 128
+    expected = [C * ce[yv == k].sum().item() / divisor for k in range(C)] + [ce.sum().item() / divisor]
+    logs = method.on_epoch_end(make_ctx(model, 0, val))
+    assert logs["wat_val_cost"] == pytest.approx(expected, rel=1e-6)
+    e = [math.exp(0.1 * v) for v in expected]
+    assert method.weights.tolist() == pytest.approx([C * v / sum(e) for v in e], rel=1e-5)
+
+    # the code's own split: 300 per class, 3,000 images in 24 batches of 128 -> 3,072
+    from robustfair.methods.wat import wat_validation_costs
+    sums = torch.tensor([600.0, 900.0, 1500.0], dtype=torch.float64)
+    counts = torch.tensor([1000.0, 1000.0, 1000.0], dtype=torch.float64)
+    code = wat_validation_costs(sums, counts, "code", 128)
+    assert code.tolist() == pytest.approx([3 * 600 / 3072, 3 * 900 / 3072, 3 * 1500 / 3072, 3000 / 3072])
+    exact = wat_validation_costs(sums, counts, "count", 128)
+    assert exact.tolist() == pytest.approx([0.6, 0.9, 1.5, 1.0])
+    assert (code / exact).tolist() == pytest.approx([3000 / 3072] * 4)  # eta scaled by 0.977
 
 
 def test_wat_initial_weights_are_ones():
@@ -370,11 +399,12 @@ def test_dafa_budgets_scale_with_the_class_weight():
 
 # ---- FAAL ------------------------------------------------------------------------------
 
-def test_faal_loss_is_the_worst_case_class_mixture():
+def test_faal_loss_is_the_earlier_class_mean_mixture():
     model = tiny_model()
     x, y = batch(12)
     y = torch.tensor([0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2])  # class 1 absent
-    method = FAAL(FAALConfig(eps=0.0, radius=0.5), num_classes=C)
+    method = FAAL(FAALConfig(eps=0.0, radius=0.5, score="logit_margin", objective="class_mean",
+                             forward_order="adv"), num_classes=C)
     assert FAAL.hot_start
     out = method.loss(model, x, y)
     logits = model(x)
@@ -430,3 +460,147 @@ def test_reweight_statistics_from_training_and_validation():
     assert from_val.robust_acc.tolist() == pytest.approx(result.robust_acc.tolist())
     with pytest.raises(ConfigError, match="val_per_class"):
         from_val.on_epoch_end(make_ctx(model, 1, None))
+
+
+# ---- the authors' code, rule by rule ----------------------------------------------------
+
+def code_adjust_lambda(epoch_number, epochs, lam=-1.0):
+    """GAIRAT.py's adjust_Lambda ('fixed', Lambda_max = inf), transcribed: epochs count from 1."""
+    switch = 60 if epochs >= 110 else 30
+    return lam if epoch_number >= switch else math.inf
+
+
+@pytest.mark.parametrize("epochs,switch", [(50, 30), (100, 30), (120, 60)])
+def test_gairat_keeps_uniform_weights_until_the_code_switch_epoch(epochs, switch):
+    model = tiny_model(seed=4, dtype=torch.float64)
+    x, y = batch(16, seed=2, dtype=torch.float64)
+    method = GAIRAT(GAIRATConfig(eps=0.3, step_size=0.1, steps=4, begin_epoch=1, start="none"), num_classes=C)
+    x_adv, kappa = gairat_reference(model, x, y, 0.3, 0.1, 4)
+    assert len(set(kappa.tolist())) > 1
+    model.train()
+    ce = F.cross_entropy(model(x_adv), y, reduction="none")
+    for epoch_number in (switch - 1, switch):
+        lam = code_adjust_lambda(epoch_number, epochs)
+        raw = [(1 + math.tanh(lam + (2 - k) * 5 / 2)) / 2 for k in kappa.tolist()]
+        weights = torch.tensor([r * len(raw) / sum(raw) for r in raw], dtype=torch.float64)
+        method.on_epoch_start(make_ctx(model, epoch_number - 1, num_epochs=epochs))
+        loss = method.loss(model, x, y).loss.item()
+        assert loss == pytest.approx((weights * ce).mean().item(), rel=1e-6)
+    assert method.loss(model, x, y).loss.item() != pytest.approx(ce.mean().item(), rel=1e-6)
+    # the earlier rule: lambda from begin_epoch alone
+    early = GAIRAT(GAIRATConfig(eps=0.3, step_size=0.1, steps=4, begin_epoch=1, start="none",
+                                lambda_rule="begin_epoch"), num_classes=C)
+    early.on_epoch_start(make_ctx(model, 0, num_epochs=epochs))
+    assert early.current_lambda() == -1.0
+
+
+def bn_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(D, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, C))
+
+
+def running_stats(model):
+    return torch.cat([b.flatten() for name, b in model.named_buffers() if "running" in name])
+
+
+def test_cfa_at_crafts_in_train_mode_and_replays_the_logging_forward():
+    # PKU-ML/CFA train_epoch with pgd_loss: the model stays in train mode while attacking
+    # (batch statistics, one BatchNorm update per attack step), the loss forward follows,
+    # and after the optimiser step the code runs model(x) once more in train mode.
+    eps, step, steps = 0.1, 0.03, 4
+    reference, ours = bn_model(), bn_model()
+    batches = [batch(12, seed=s) for s in (1, 2)]
+    opt_ref = torch.optim.SGD(reference.parameters(), lr=0.1)
+    reference.train()
+    for i, (x, y) in enumerate(batches):
+        torch.manual_seed(20 + i)
+        x_adv = (x + (2 * torch.rand(x.shape) - 1) * eps).clamp(0, 1)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            grad = torch.autograd.grad(F.cross_entropy(reference(x_adv), y), x_adv)[0]
+            x_adv = torch.min(torch.max(x_adv.detach() + step * grad.sign(), x - eps), x + eps).clamp(0, 1)
+        loss = F.cross_entropy(reference(x_adv), y)
+        opt_ref.zero_grad()
+        loss.backward()
+        opt_ref.step()
+        reference(x)  # the code's logging forward
+
+    method = CFA(CFAConfig(base="at", eps=eps, step_size=step, steps=steps, fawa=False), num_classes=C)
+    method.on_epoch_start(make_ctx(ours, 0))
+    opt = torch.optim.SGD(ours.parameters(), lr=0.1)
+    ours.train()
+    for i, (x, y) in enumerate(batches):
+        torch.manual_seed(20 + i)
+        out = method.loss(ours, x, y)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert out.loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    method.on_epoch_end(make_ctx(ours, 0))  # replays the last batch's logging forward
+    assert torch.allclose(running_stats(ours), running_stats(reference), rtol=0, atol=1e-6)
+    for a, b in zip(reference.parameters(), ours.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+
+    # eval-mode crafting (the earlier behaviour) is an option, and differs
+    frozen = bn_model()
+    other = CFA(CFAConfig(base="at", eps=eps, step_size=step, steps=steps, fawa=False, at_crafting="eval",
+                          log_clean_forward=False), num_classes=C)
+    frozen.train()
+    torch.manual_seed(20)
+    other.loss(frozen, *batches[0])
+    assert (running_stats(frozen) - running_stats(reference)).abs().max() > 1e-3
+
+
+def code_faal_weights(class_margin, counts, radius):
+    """TrustAI/FAAL's DAW problem, solved here with scipy: max sum_i p[y_i] m[y_i] = sum_c n_c m_c p_c
+    over the simplex of all C classes, subject to sum_c kl_div(1/C, p_c) <= r."""
+    from scipy.optimize import minimize
+    a = (counts * class_margin).astype(np.float64)
+    n = len(a)
+    u = np.full(n, 1.0 / n)
+    constraints = [{"type": "eq", "fun": lambda p: p.sum() - 1.0},
+                   {"type": "ineq", "fun": lambda p: radius - np.sum(u * np.log(u / p) - u + p)}]
+    best = None
+    for seed in range(4):
+        start = np.random.RandomState(seed).dirichlet(np.full(n, 20.0))
+        res = minimize(lambda p: -a @ p, start, jac=lambda p: -a, bounds=[(1e-12, 1.0)] * n,
+                       constraints=constraints, method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
+        if best is None or res.fun < best.fun:
+            best = res
+    return best.x
+
+
+FAAL_C = 6
+
+
+@pytest.mark.parametrize("labels", [
+    [0, 1, 2, 3, 4, 5] * 3,                        # balanced
+    [0, 0, 2, 2, 2, 4, 5, 5, 0, 4, 2, 5],          # classes 1 and 3 absent
+    [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 5, 5, 5, 5, 5],  # unequal counts
+], ids=["balanced", "two_missing", "unequal"])
+def test_faal_class_distribution_and_loss_follow_the_code(labels):
+    y = torch.tensor(labels)
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(D, 16), nn.Tanh(), nn.Linear(16, FAAL_C))
+    x = torch.rand(len(y), 3, 2, 2, generator=torch.Generator().manual_seed(4))
+    method = FAAL(FAALConfig(eps=0.0, radius=0.5), num_classes=FAAL_C)  # eps 0: x' = x
+    out = method.loss(model, x, y)
+
+    logits = model(x)
+    probs = F.softmax(logits, dim=1)
+    margins = torch.stack([max(probs[i, j] for j in range(FAAL_C) if j != y[i]) - probs[i, y[i]]
+                           for i in range(len(y))])
+    counts = np.bincount(y.numpy(), minlength=FAAL_C).astype(np.float64)
+    class_margin = np.array([margins[y == c].mean().item() if counts[c] else -1.0 for c in range(FAAL_C)])
+    p = code_faal_weights(class_margin, counts, 0.5)
+
+    from robustfair.methods.faal import faal_weights_and_loss
+    ce = F.cross_entropy(logits, y, reduction="none")
+    weights, loss = faal_weights_and_loss(ce, margins.detach(), y, FAAL_C, 0.5)
+    assert weights.numpy() == pytest.approx(p, abs=2e-6)
+    assert (weights > 0).all()  # absent classes keep their place in the simplex
+    u = 1.0 / FAAL_C
+    assert float(np.sum(u * np.log(u / weights.numpy()))) == pytest.approx(0.5, abs=1e-9)  # KL(U || p) = r
+    expected = (torch.tensor(p, dtype=torch.float32)[y] * ce).sum() * FAAL_C / len(y)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)

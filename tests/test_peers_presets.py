@@ -50,3 +50,10 @@ def test_presets_keep_the_authors_settings():
     assert (run.train.epochs, method.warmup_epochs, method.lam, run.optim.nesterov) == (110, 70, 1.0, True)
     run, method = load("faal")
     assert PEERS[run.method["name"]].hot_start and run.train.epochs == 2 and method.radius == 0.5
+    # TrustAI/FAAL run_prn.py: PreActResNet-18 on normalised inputs, lr 0.01 then x0.1, wd 5e-4
+    assert run.model.name == "preact_resnet18" and run.model.normalize_mean is not None
+    assert (run.optim.lr, run.optim.weight_decay, run.schedule.name, run.schedule.milestones) == (
+        0.01, 0.0005, "multistep", (2,))
+    assert (method.score, method.objective, method.base) == ("margin", "code", "at")
+    source = load_raw_config(str(load_raw_config("faal")["init_from"]).rsplit("/", 1)[-1])
+    assert source["model"] == load_raw_config("faal")["model"]  # the hot start has the same network

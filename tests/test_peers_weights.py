@@ -85,28 +85,33 @@ def _dafa_by_loops(p, lam, rule):
                 continue
             if p[i][i] < p[j][j]:
                 w[i] += lam * p[i][j] * p[j][j]
-            elif rule == "code":
+            elif rule == "early_code":
                 w[i] -= lam * p[i][j] * p[j][j]
-            else:
+            else:  # the current official code (rucy74/DAFA@74657cd) and the paper
                 w[i] -= lam * p[j][i] * p[i][i]
     return w
 
 
-@pytest.mark.parametrize("rule", ["code", "paper"])
+@pytest.mark.parametrize("rule", ["code", "paper", "early_code"])
 def test_dafa_weights_match_explicit_double_loop(rule):
     got = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule=rule)
     assert got.tolist() == pytest.approx(_dafa_by_loops(P, 1.0, rule), rel=1e-12)
 
 
 def test_dafa_weights_hand_values():
-    # paper rule, class 0 (p00 = 0.6): harder than class 1 (0.7): + p01 p11 = 0.3 * 0.7 = 0.21;
-    # easier than class 2 (0.5): - p20 p00 = 0.25 * 0.6 = 0.15 -> 1.06
-    paper = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule="paper")
-    assert paper[0].item() == pytest.approx(1.06)
-    assert paper.sum().item() == pytest.approx(3.0)  # the paper's rule moves weight, keeps the total
-    # code rule, class 0: + 0.21 - p02 p22 = 0.1 * 0.5 = 0.05 -> 1.16
-    code = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule="code")
-    assert code[0].item() == pytest.approx(1.16)
+    # default (current official code = paper), class 0 (p00 = 0.6): harder than class 1
+    # (0.7): + p01 p11 = 0.3 * 0.7 = 0.21; easier than class 2 (0.5): - p20 p00 = 0.25 * 0.6
+    # = 0.15 -> 1.06. Class 1 (easiest): - p01 p11 - p21 p11 = -(0.3 + 0.25) * 0.7 -> 0.615.
+    # Class 2: + p20 p00 + p21 p11 = 0.25 * 0.6 + 0.25 * 0.7 -> 1.325. Total 3.
+    for rule in ("code", "paper"):
+        weights = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule=rule)
+        assert weights.tolist() == pytest.approx([1.06, 0.615, 1.325])
+        assert weights.sum().item() == pytest.approx(3.0)  # weight moves between classes, the total stays
+    assert dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0).tolist() == pytest.approx(
+        [1.06, 0.615, 1.325])
+    # the code before September 2024, class 0: + 0.21 - p02 p22 = 0.1 * 0.5 = 0.05 -> 1.16
+    early = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule="early_code")
+    assert early[0].item() == pytest.approx(1.16)
     with pytest.raises(ConfigError, match="weight_rule"):
         dafa_class_weights(torch.tensor(P), lam=1.0, rule="other")
 

@@ -66,8 +66,7 @@ def test_preset_runs_one_epoch(name, data_env):
     extra = []
     raw = load_raw_config(name)
     if raw.get("init_from"):
-        source = ("cifar10_preactresnet18_pgd_at" if raw["model"]["name"] == "preact_resnet18"
-                  else "cifar10_resnet18_pgd_at")
+        source = str(raw["init_from"]).rstrip("/").rsplit("/", 1)[-1]  # the source preset, as `sweep` reads it
         smoke_run(source, data_env)
         extra.append(f"init_from={data_env / source}")
     results = smoke_run(name, data_env, extra)

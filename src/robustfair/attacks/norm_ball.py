@@ -59,7 +59,7 @@ def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step_size: torch.Tensor
 
 def start_point(x: torch.Tensor, start: str | torch.Tensor, eps: torch.Tensor, norm: str,
                 start_scale: float, clamp: tuple[float, float] | None,
-                generator: torch.Generator | None) -> torch.Tensor:
+                generator: torch.Generator | None, projected: bool = True) -> torch.Tensor:
     """The first iterate x^0, detached, inside the eps-ball and the input box.
 
     start: "uniform" - uniform in the eps-ball (Madry et al.'s PGD; for L2, uniform in the
@@ -68,7 +68,9 @@ def start_point(x: torch.Tensor, start: str | torch.Tensor, eps: torch.Tensor, n
            "none"    - x itself;
            a tensor shaped like x - that explicit point (for reproducing a trajectory).
     The result is projected onto the ball and the box; for "normal" with the usual 0.001
-    scale and eps of a few /255 the projection changes nothing in practice.
+    scale and eps of a few /255 the ball projection changes nothing in practice, but the
+    box clamp moves every pixel at 0 or 1. projected=False returns the point as drawn
+    (the TRADES code's unclamped start).
     """
     if isinstance(start, torch.Tensor):
         x0 = start.detach().to(device=x.device, dtype=x.dtype)
@@ -84,4 +86,6 @@ def start_point(x: torch.Tensor, start: str | torch.Tensor, eps: torch.Tensor, n
         dims = x[0].numel()
         fraction = draw("rand", x.shape[:1], x, generator) ** (1.0 / dims)
         x0 = x + direction * broadcast(eps * fraction.to(eps.dtype), x)
+    if not projected:
+        return x0.detach()
     return project(x0, x, eps, norm, clamp).detach()

@@ -1,11 +1,18 @@
 """What an attack ascends: a per-sample objective built from `robustfair.losses`.
 
 An objective maps `(logits_adv [B, C], labels [B], logits_clean [B, C] or None) -> [B]`
-(float32). The attack ascends the batch *sum*, so each sample's gradient is its own
-term's gradient, independent of the batch size and of the other samples (eval-mode BN).
+(float32; float64 when the model computes in float64). The attack ascends the batch *sum*,
+so each sample's gradient is its own term's gradient, independent of the batch size and of
+the other samples (eval-mode BN).
 
 Names: `ce` (cross entropy), `kl` (TRADES: KL(p(x) || p(x')) with p(x) from the clean
 input computed once, without gradient), `margin` (Carlini-Wagner: max_{j != y} z_j - z_y).
+
+`kl` is the TRADES code's own expression, `kl_div(log_softmax(f(x')), softmax(f(x)))`
+(`robustfair.losses.trades_kl`), checked against yaodongyu/TRADES@6e8e11b `trades.py`:
+ascending its batch sum gives the same input gradient, bit for bit, as the code's
+`reduction="sum"`, so the sign steps agree (other algebraically equal forms flip the first
+step of a few pixels at the 0.001-scale start).
 
 A callable `loss(logits_adv, labels, logits_clean) -> [B]` is accepted too. It receives
 clean logits only when it declares it needs them with an attribute
@@ -54,7 +61,8 @@ class Objective:
         if value.dim() != 1 or value.shape[0] != logits_adv.shape[0]:
             raise ConfigError(f"loss {self.name!r} must return one value per sample, shape "
                               f"[{logits_adv.shape[0]}], got {tuple(value.shape)}")
-        return value.float()
+        # float64 models keep float64; lower precisions are reported in float32
+        return value if value.dtype == torch.float64 else value.float()
 
 
 _NAMED = {
@@ -92,7 +100,7 @@ def objective_gradient(model: torch.nn.Module, x_adv: torch.Tensor, objective: O
     """Gradient of `direction * sum_i objective_i` w.r.t. the input only, and the detached logits.
 
     Uses `torch.autograd.grad` on the input, so no parameter `.grad` is touched. Works under
-    a caller's autocast: the objective is evaluated in float32. x_adv: [B, ...], detached.
+    a caller's autocast: the objective is evaluated in float32 (float64 for a float64 model). x_adv: [B, ...], detached.
     """
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():

@@ -32,7 +32,8 @@ Budget = float | torch.Tensor
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step_size: Budget,
         steps: int, norm: str = "linf", loss: str | LossFunction = "ce",
-        start: str | torch.Tensor = "uniform", start_scale: float = 0.001, restarts: int = 1,
+        start: str | torch.Tensor = "uniform", start_scale: float = 0.001, project_start: bool = True,
+        restarts: int = 1,
         targeted: bool = False, target: torch.Tensor | None = None,
         clamp: tuple[float, float] | None = (0.0, 1.0), bn_mode: str = "eval",
         generator: torch.Generator | None = None,
@@ -51,6 +52,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
     start: "uniform" in the eps-ball (Madry), "normal" = x + start_scale * N(0, I)
         (TRADES uses 0.001; the KL objective has zero gradient at x, so it needs it),
         "none", or an explicit start point shaped like x.
+    project_start: False takes the first gradient at the start point as drawn, neither
+        projected onto the ball nor clamped to the box (the TRADES code's unclamped
+        x + 0.001 N(0, I)); every step still projects and clamps.
     restarts: > 1 runs further random restarts on the samples not yet fooled and keeps,
         per sample, the first restart that fools the model, else the one with the highest
         loss (worst case per sample, as a robust evaluation should).
@@ -84,7 +88,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
     with crafting_mode(model, bn_mode), torch.inference_mode(False), torch.enable_grad():
         logits_clean = _logits(model, x) if objective.needs_clean_logits else None
         run = dict(model=model, objective=objective, direction=direction, steps=steps, norm=norm,
-                   start=start, start_scale=start_scale, clamp=clamp, generator=generator)
+                   start=start, start_scale=start_scale, project_start=project_start, clamp=clamp,
+                   generator=generator)
         x_adv = _ascend(x=x, labels=labels, logits_clean=logits_clean, eps=eps_b, step_size=step_b, **run)
         logits_adv = None
         if restarts > 1:
@@ -139,11 +144,11 @@ def _check_common(x: torch.Tensor, eps: Any, step_size: Any, steps: Any, norm: A
 def _ascend(*, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
             logits_clean: torch.Tensor | None, objective: Objective, direction: float,
             eps: torch.Tensor, step_size: torch.Tensor, steps: int, norm: str,
-            start: str | torch.Tensor, start_scale: float, clamp: tuple[float, float] | None,
-            generator: torch.Generator | None) -> torch.Tensor:
+            start: str | torch.Tensor, start_scale: float, project_start: bool,
+            clamp: tuple[float, float] | None, generator: torch.Generator | None) -> torch.Tensor:
     """One PGD run from a fresh start; returns the K-th iterate, detached."""
     x = x.detach()
-    x_adv = start_point(x, start, eps, norm, start_scale, clamp, generator)
+    x_adv = start_point(x, start, eps, norm, start_scale, clamp, generator, projected=project_start)
     for _ in range(steps):
         grad, _ = objective_gradient(model, x_adv, objective, labels, logits_clean, direction)
         x_adv = project(ascent_step(x_adv, grad, step_size, norm), x, eps, norm, clamp).detach()
@@ -151,9 +156,10 @@ def _ascend(*, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """float32 logits without gradient, in the current (crafting) mode."""
+    """float32 (float64 for a float64 model) logits without gradient, in the current (crafting) mode."""
     with torch.no_grad():
-        return model(x).float()
+        logits = model(x)
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def _outcome(objective: Objective, direction: float, targeted: bool, logits: torch.Tensor,

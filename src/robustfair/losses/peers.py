@@ -96,7 +96,7 @@ def hedge_weights(cumulative_cost: torch.Tensor, eta: float, num_classes: int) -
     return num_classes * torch.softmax(eta * cumulative_cost.double(), dim=0).to(cumulative_cost.dtype)
 
 
-DAFA_RULES = ("code", "paper")
+DAFA_RULES = ("code", "paper", "early_code")
 
 
 def dafa_class_weights(similarity: torch.Tensor, lam: float, rule: str = "code") -> torch.Tensor:
@@ -105,11 +105,13 @@ def dafa_class_weights(similarity: torch.Tensor, lam: float, rule: str = "code")
     similarity: [C, C], p_ij = mean softmax probability of class j over class i's
     adversarial examples (rows sum to 1, p_ii = class i's own "accuracy" score).
     For every pair i != j, the harder class (smaller p_ii) takes weight from the easier:
-      rule "paper" (METHODS.md, the paper's formula; the total weight stays C):
+      rule "code" (the official `calculate_class_weights` since rucy74/DAFA@74657cd,
+      September 2024; the default) and "paper" (the paper's formula, the same weights):
         W_i = 1 + lam * sum_{j != i} (p_ij p_jj if p_ii < p_jj else -p_ji p_ii)
-      rule "code" (official `calculate_class_weights`, the default):
+      so the weight class i gives to j is exactly what j takes from i, and the total stays C;
+      rule "early_code" (the official code before that commit):
         W_i = 1 + lam * sum_{j != i} (p_ij p_jj if p_ii < p_jj else -p_ij p_jj)
-    Ties (p_ii == p_jj) take the "else" branch in both, as in the code.
+    Ties (p_ii == p_jj) take the "else" branch, as in the code.
     Returns [C] in similarity's dtype.
     """
     if rule not in DAFA_RULES:
@@ -120,7 +122,7 @@ def dafa_class_weights(similarity: torch.Tensor, lam: float, rule: str = "code")
     diag = torch.diagonal(p)
     harder = diag[:, None] < diag[None, :]  # [i, j]: class i harder than class j
     gain = p * diag[None, :]  # p_ij p_jj
-    if rule == "code":
+    if rule == "early_code":
         loss = gain
     else:
         loss = p.transpose(0, 1) * diag[:, None]  # p_ji p_ii

@@ -27,6 +27,10 @@ versus paper, and the switches here:
   matching inputs, so the batch means are unchanged by our keeping the original order.
 - Train-mode forwards run in the code's order and batching: f(x_lc), f(x_fa), f(x) (then
   f(x_adv) for the fixed-step ablations), each a separate batch for BatchNorm.
+- The KL terms (attack and loss) and the uniform term use the code's expressions,
+  `kl_div(log_softmax(.), softmax(.))` (`robustfair.losses`): with it the early-stopped KL
+  iterates equal the code's bit for bit from the same start noise (checked on FAT's
+  `earlystop`, which BAT's `stop_to_firstadv` / `stop_to_lastclean` follow).
 
 Ablations (paper Table 2; presets configs/bat_ablation_*.yaml):
 - `target_term`: none (row 1), last_clean (row 2), first_adv (row 3), fixed_step (row 4:
@@ -132,7 +136,9 @@ class BAT(TrainingMethod):
             flipped = (examples.flip_step >= 0) & (examples.flip_step < c.steps)
             logs["flip_rate"] = flipped.float().mean()
         if needs_fixed:
-            x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
+            # BAT's code clamps its 0.001-scale starts to [0, 1]; the fixed-step ablation does too
+            x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
+                                       start_scale=c.start_scale, clamp_start=True)
 
         logits_lc = model(examples.last_clean) if examples is not None else None
         logits_fa = model(examples.first_adv) if examples is not None else None

@@ -18,9 +18,23 @@ Three parts, each following the official `train.py` / `attack.py` (mode TRADES w
   first time), otherwise the EMA is left unchanged. `averaged_state()` returns it for
   evaluation; the raw model keeps training.
 
-Attack (TRADES base): KL-PGD from x + 0.001 N(0, I), K = 10 steps of 2/255 (the official
-script passes `--pgd-alpha 2` to the TRADES attack too), per-class eps. The `at` base is
-the official AT+CFA: CE-PGD from a uniform start in the per-class ball, loss mean CE.
+Attack (TRADES base): KL-PGD from x + 0.001 N(0, I) (not clamped to [0, 1] before the
+first gradient, as in the code), K = 10 steps of 2/255 (the official script passes
+`--pgd-alpha 2` to the TRADES attack too), per-class eps; the KL is the code's
+`kl_div(log_softmax(f(x')), softmax(f(x)))`; train-mode forwards f(x), f(x'), f(x) as the
+code's `trades_loss` (`forward_order: clean_adv_clean`; `clean_adv` shares one f(x)).
+The `at` base is the official AT+CFA: CE-PGD from a uniform start in the per-class ball,
+loss mean CE. The code never puts the model in eval mode for it (`train_epoch` sets train
+mode and `pgd_loss` keeps it), so the attack runs on batch statistics and every attack
+step updates BatchNorm's running statistics: `at_crafting: train` (default); `eval`
+crafts with frozen BatchNorm like the other methods.
+
+BatchNorm bookkeeping: after each optimiser step the official `train_epoch` runs
+`model(x)` once more in train mode to log the clean training accuracy; the output is
+only logged, but the forward moves BatchNorm's running statistics. `log_clean_forward:
+true` (default) replays it: the forward of a batch runs at the start of the next step
+(nothing touches the model in between) and the epoch's last one in `on_epoch_end`,
+before the FAWA check, so the running statistics equal the code's; false skips it.
 
 Code vs paper: the public script's FAWA threshold default is 0.24; METHODS.md and this
 default use 0.2 (`fawa_threshold=0.24` reproduces the script). The script measures t_k as
@@ -28,6 +42,13 @@ default use 0.2 (`fawa_threshold=0.24` reproduces the script). The script measur
 correct_k / n_k. The model owns input normalisation (CIFAR-10 mean/std in the preset), as
 the official `normalize_cifar` inside every forward. `begin_epoch` counts epochs from 1:
 the default 11 is the official `epoch >= 10` with 0-based epochs.
+
+Checked side by side against PKU-ML/CFA@071f3334a59d144cedbe65b18019c9757bece6f2
+(`attack.py` `trades_loss`, `cw_trades_loss`, `pgd_loss`, `cw_pgd_loss`; `train.py`
+`train_epoch`) on a small BatchNorm CNN with the same start noise over two optimiser
+steps: TRADES base bit-identical adversarial points, loss and gradients equal to float
+rounding, identical BatchNorm running statistics; `at` base (train-mode crafting) equal to
+float rounding.
 """
 
 from __future__ import annotations
@@ -39,12 +60,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustfair.attacks import pgd
+from robustfair.attacks import crafting_mode, pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy
 from robustfair.losses.peers import cfa_class_beta, cfa_class_eps_scale
 from robustfair.methods.tally import ClassAccuracyTally
-from robustfair.methods.trades import trades_terms
+from robustfair.methods.trades import FORWARD_ORDERS, trades_adversarial, trades_terms
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
@@ -63,6 +84,11 @@ class CFAConfig(MethodConfig):
     fawa_threshold: float = param(0.2, low=0.0, high=1.0,
                                   help="validation worst-class robust accuracy needed to update the average")
     fawa_attack: str = param("pgd10", help="attack preset for the FAWA validation check")
+    at_crafting: str = param("train", choices=("train", "eval"),
+                             help="BatchNorm mode of the `at` base's attack: train (the code) or eval")
+    forward_order: str = param("clean_adv_clean", choices=FORWARD_ORDERS,
+                               help="train-mode forwards of the TRADES base: clean_adv_clean = the code's")
+    log_clean_forward: bool = param(True, help="replay the code's post-step train-mode f(x) (BatchNorm statistics)")
 
 
 def fawa_update(average: dict[str, torch.Tensor] | None, state: Mapping[str, torch.Tensor],
@@ -95,6 +121,19 @@ class CFA(TrainingMethod):
         self.train_robust_acc: torch.Tensor | None = None  # [C], t_k of the previous epoch
         self._tally = ClassAccuracyTally(num_classes)
         self._average: dict[str, torch.Tensor] | None = None
+        self._pending_clean: torch.Tensor | None = None  # last batch, for the code's post-step f(x)
+
+    def _replay_clean_forward(self, model: nn.Module) -> None:
+        """The official `train_epoch`'s logging `model(x)` of the previous batch, in train mode.
+
+        Its output is discarded (as the code only logs it); BatchNorm's running statistics
+        take the update the code's forward makes after that batch's optimiser step.
+        """
+        if self._pending_clean is None:
+            return
+        x, self._pending_clean = self._pending_clean, None
+        with crafting_mode(model, "train"), torch.no_grad():
+            model(x)
 
     # ---- calibration -------------------------------------------------------------------
     def _acc_on(self, device: torch.device) -> torch.Tensor:
@@ -121,18 +160,21 @@ class CFA(TrainingMethod):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
-        eps = self.class_eps(x.device)[y] if c.ccm and self.calibrating() else c.eps
         crafter = crafting_model(model)
+        self._replay_clean_forward(crafter)
+        if c.log_clean_forward:
+            self._pending_clean = x.detach().clone()  # a copy: the loader may reuse its buffers
+        eps = self.class_eps(x.device)[y] if c.ccm and self.calibrating() else c.eps
         if c.base == "at":
-            x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform")
+            x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform",
+                        bn_mode=c.at_crafting)
             logits_adv = model(x_adv)
             ce_adv = cross_entropy(logits_adv, y)
             self._tally.add(logits_adv, y)
             robust = (logits_adv.detach().argmax(1) == y).float().mean()
             return MethodOutput(ce_adv.mean(), {"ce_adv": ce_adv.detach().mean(), "train_robust_acc": robust})
-        x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="kl",
-                    start="normal", start_scale=0.001)
-        t = trades_terms(model, x, x_adv, y)
+        x_adv = trades_adversarial(model, x, y, eps=eps, step_size=c.step_size, steps=c.steps)
+        t = trades_terms(model, x, x_adv, y, c.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         beta = self.class_beta(x.device)[y]
         loss = ((1.0 - beta) * ce + beta * kl).sum() / x.shape[0]
@@ -151,6 +193,7 @@ class CFA(TrainingMethod):
         return logs
 
     def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
+        self._replay_clean_forward(ctx.model)  # the epoch's last post-step forward, before any evaluation
         logs: dict[str, Any] = {}
         accuracy = self._tally.accuracy(ctx.all_reduce_sum)
         if accuracy is not None:

@@ -9,15 +9,25 @@ dafa_class_weights`), used for the rest of training:
 - per-sample attack budget and step `W_y * eps`, `W_y * step_size`;
 - loss `mean_i W_{y_i} CE(f(x_i), y_i) + beta (1/B) sum_i KL(p(x_i) || p(x'_i))`
   (only the clean CE term is weighted).
-Attack: TRADES (x + 0.001 N(0, I), K = 10 KL sign steps, eps 0.031, step 0.007), beta 6,
-lambda 1 (CIFAR-10), as the official `scripts/trades_dafa.sh` and `arguments.py`.
+Attack: TRADES (x + 0.001 N(0, I), not clamped to [0, 1] before the first gradient, as in
+the code; K = 10 KL sign steps, eps 0.031, step 0.007), beta 6, lambda 1 (CIFAR-10), as the
+official `scripts/trades_dafa.sh` and `arguments.py`. Train-mode forwards in the code's
+order, f(x') then f(x) (`forward_order: adv_clean`); the KL is the code's
+`kl_div(log_softmax(f(x')), softmax(f(x)))`.
 
-Code vs paper (weight_rule): the official `calculate_class_weights` subtracts
-`lambda p_ij p_jj` when class i is the easier one; the paper (and METHODS.md) subtracts
-`lambda p_ji p_ii`, which keeps the total weight at C. Default "code"; "paper" is the
-option. similarity_source "val" computes p on the validation split's TRADES adversarial
-examples (eval mode) at the end of the warm-up instead. A weight <= 0 (possible only for
-extreme similarity matrices) would give a class no attack; budgets are clamped at 0.
+Weight rule: the official `calculate_class_weights` subtracts `lambda p_ji p_ii` when
+class i is the easier one since rucy74/DAFA@74657cd (September 2024), the paper's formula
+(and METHODS.md), which keeps the total weight at C: `weight_rule: code` (default; `paper`
+names the same rule). Before that commit the code subtracted `lambda p_ij p_jj`:
+`weight_rule: early_code`. similarity_source "val" computes p on the validation split's
+TRADES adversarial examples (eval mode) at the end of the warm-up instead. A weight <= 0
+(possible only for extreme similarity matrices) would give a class no attack; budgets are
+clamped at 0.
+
+Checked side by side against rucy74/DAFA@c60ba8352d712c6108480a2ce7e7fa7abf30b48a
+(`losses.py` `trades_loss`, `utils.py` `calculate_class_weights`) with the same class
+weights and start noise on a small BatchNorm CNN: bit-identical adversarial points, the
+same loss and class weights to float rounding, identical BatchNorm running statistics.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from robustfair.attacks import crafting_mode
 from robustfair.errors import ConfigError
 from robustfair.losses.peers import DAFA_RULES, classwise_counts, classwise_sums, dafa_class_weights
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial, trades_terms
+from robustfair.methods.trades import FORWARD_ORDERS, trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 
@@ -44,9 +54,13 @@ class DAFAConfig(MethodConfig):
     beta: float = param(6.0, low=0.0, help="TRADES beta")
     lam: float = param(1.0, low=0.0, help="lambda, the scale of the class-weight adjustment (CIFAR-10: 1)")
     warmup_epochs: int = param(70, low=1, help="TRADES epochs before the class weights apply")
-    weight_rule: str = param("code", choices=DAFA_RULES, help="code: official weights; paper: the paper's formula")
+    weight_rule: str = param("code", choices=DAFA_RULES,
+                             help="code (= paper): the current official weights; early_code: the code before 2024-09")
     similarity_source: str = param("train", choices=("train", "val"),
                                    help="adversarial examples the class similarity is measured on")
+    forward_order: str = param("adv_clean", choices=FORWARD_ORDERS,
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "adv_clean = the code's")
 
 
 class DAFA(TrainingMethod):
@@ -87,7 +101,7 @@ class DAFA(TrainingMethod):
             weight = self._weights_on(x.device)[y]
             eps, step = (weight * c.eps).clamp(min=0), (weight * c.step_size).clamp(min=0)
         x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step, steps=c.steps)
-        t = trades_terms(model, x, x_adv, y)
+        t = trades_terms(model, x, x_adv, y, c.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         natural = ce.mean() if weight is None else (ce * weight).mean()
         loss = natural + c.beta * kl.sum() / x.shape[0]

@@ -13,7 +13,17 @@ passed, `tau = tau0 + #{m in tau_milestones : epoch > m}` with epochs counted fr
   noise; tau 0 for epochs <= 30, 1 for <= 50, 2 for <= 70, 3 after. Loss: TRADES,
   `mean CE(f(x)) + beta (1/B) sum KL(p(x) || p(x_fat))`, beta = 6.
 Both: eps 0.031, step 0.007, K = 10 (the official defaults). The official code reorders
-the batch (stopped samples first); the loss is a batch mean, so the order is irrelevant.
+the batch (stopped samples first); the loss is a batch mean, so the order is irrelevant
+(up to float rounding, also in BatchNorm's batch statistics). `fat_trades` runs the
+code's train-mode forwards, f(x) then f(x_fat) with one shared clean forward
+(`forward_order: clean_adv`), and the code's KL `kl_div(log_softmax(f(x')), softmax(f(x)))`
+in the attack and the loss; its start x + 0.001 N(0, I) is clamped to [0, 1], as the code's
+`earlystop` does.
+
+Checked side by side against zjfheart/Friendly-Adversarial-Training@80a064074891775146bca8c4d8a6b99c1499285a
+(`earlystop.py`, `FAT_for_TRADES.py` `train`) on a small BatchNorm CNN with the same start
+noise: bit-identical friendly adversarial points, loss and gradients equal to float
+rounding (the code's reordered batch), BatchNorm running statistics equal to float rounding.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from torch import nn
 
 from robustfair.attacks import early_stopped_pgd
 from robustfair.losses import cross_entropy
-from robustfair.methods.trades import trades_terms
+from robustfair.methods.trades import FORWARD_ORDERS, trades_terms
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
@@ -62,6 +72,9 @@ class FATTRADESConfig(MethodConfig):
     noise_std: float = param(0.0, low=0.0, help="omega: std of the Gaussian noise added at every attack step")
     start: str = param("normal", choices=("uniform", "normal", "none"), help="attack start point (normal: x + 0.001 N)")
     beta: float = param(6.0, low=0.0, help="weight of the TRADES KL term")
+    forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "clean_adv = the code's")
 
 
 class _FAT(TrainingMethod):
@@ -113,7 +126,7 @@ class FATTRADES(_FAT):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         x_adv, passes = self.friendly_adversarial(model, x, y)
-        t = trades_terms(model, x, x_adv, y)
+        t = trades_terms(model, x, x_adv, y, self.config.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         loss = ce.mean() + self.config.beta * kl.sum() / x.shape[0]
         robust = (logits_adv.detach().argmax(1) == y).float().mean()

@@ -29,16 +29,24 @@ Official code (github.com/hannxu123/fair_robust) versus paper, and the switches 
   Remargin by 2/255 (`step_rule: fixed`, using `step_size`).
 - Remargin (`frl_rm`, from the removed `frlrm.py`) still reweights the clean term (l0 with
   a1, lim 0.3) but keeps l1 = 0; only Reweight+Remargin caps s at 3 (others 2.5).
-- The code's attack start x + 0.001 N is not clamped to [0, 1] before the first gradient;
-  here the shared `pgd` clamps it (a difference of at most 0.001-scale noise at the borders).
-- The code runs f(x) twice in train mode (CE and KL); one shared forward gives the same
-  gradients (BatchNorm running statistics see one update fewer), as in `TRADES`.
+- The attack start x + 0.001 N is not clamped to [0, 1] before the first gradient, as in
+  the code's `trades_adv`.
+- The code runs f(x), f(x'), f(x) in train mode (CE, then the KL's two sides); so does the
+  default `forward_order: clean_adv_clean`; `clean_adv` shares one f(x) (faster, the same
+  gradients up to rounding, other BatchNorm running statistics), as in `TRADES`.
+- The KL is the code's `kl_div(log_softmax(f(x')), softmax(f(x)))` (`losses.trades_kl`).
 - b_c uses the plain adversarial accuracy, as the code does; `ClasswiseResult.boundary_err`
   counts a sample robust only when it is also clean-correct (they differ only for
   inputs the attack happens to fix).
 - Multipliers are kept in float64 (the code's are float32).
 - Under DDP the weighted-mean denominators are summed over ranks (`all_reduce_sum` from
   the epoch context), so N processes optimise exactly what one process does.
+
+Checked side by side against hannxu123/fair_robust@a80547def881cb4ca99b50e7544f997f9a0210a7
+(`utils_frl.py` for Reweight, `utils_frl2.py` for Reweight+Remargin: `trades_adv` and the
+loss of `train_model`) with the same multipliers and start noise on a small BatchNorm
+CNN: bit-identical adversarial points, the same loss, parameter gradients equal to 2e-6
+(relative; the weights are float64 here), identical BatchNorm running statistics.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from torch import nn
 
 from robustfair.errors import ConfigError
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial, trades_terms
+from robustfair.methods.trades import FORWARD_ORDERS, trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 # ---------------------------------------------------------------------------------------
@@ -182,6 +190,9 @@ class FRLConfig(MethodConfig):
     loss_normalization: str = param("separate", choices=("separate", "joint"),
                                     help="normalise CE and KL by their own weight sums (latest code) or jointly")
     start_scale: float = param(0.001, low=0.0, help="std of the Gaussian start of the TRADES attack")
+    forward_order: str = param("clean_adv_clean", choices=FORWARD_ORDERS,
+                               help="train-mode forwards per step: clean_adv_clean = the code's (f(x) twice); "
+                                    "clean_adv = one shared f(x), faster, other BatchNorm statistics")
     val_attack: str = param("pgd20", help="attack for the per-class validation errors")
 
 
@@ -317,8 +328,9 @@ class FRL(TrainingMethod):
         c = self.config
         w0_c, w1_c, _ = self._per_class_on(y.device)
         eps, step_size = self.attack_budget(y)
-        x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step_size, steps=c.steps)
-        t = trades_terms(model, x, x_adv, y)
+        x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step_size, steps=c.steps,
+                                   start_scale=c.start_scale)
+        t = trades_terms(model, x, x_adv, y, c.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         w0, w1 = w0_c[y], w1_c[y]
         loss = frl_weighted_loss(ce, kl, w0, w1, beta=c.beta, normalization=c.loss_normalization,

@@ -11,13 +11,25 @@ normalised to mean 1 in the batch (`robustfair.losses.peers.gairat_weights`); th
 Defaults are the official `GAIRAT.py`: eps 0.031, step 0.007, K = 10, lambda = -1 with
 its 'fixed' lambda schedule (the official 'piecewise' schedule is identical to 'fixed'
 because of an unreachable `elif`, and 'linear' needs a finite Lambda_max; neither is
-offered), Tanh weight assignment. The official code switches lambda on at epoch 60
-(120-epoch runs) or 30 (shorter runs), both not after begin_epoch, so only begin_epoch
-matters for the default schedule.
+offered), Tanh weight assignment.
+
+Two switch epochs (`lambda_rule`): the weights are applied from `begin_epoch`, but the
+code's `adjust_Lambda` keeps lambda = +inf (uniform weights) until epoch 60 in runs of at
+least 110 epochs and until epoch 30 in shorter runs. `code` (default) reproduces that: the
+geometry-aware weights need both `epoch >= begin_epoch` and `epoch >= 60` (runs of >= 110
+epochs) or `epoch >= 30` (shorter runs), epochs counted from 1; a run shorter than 30
+epochs is then plain PGD-AT, as the code's would be. `begin_epoch` applies lambda from
+begin_epoch alone (the short presets use it and say so).
+
+Checked against zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training
+@16813b5b08449ed60af8835c8f1e3b1960ce2ff3
+(`GAIRAT.py` `train`, `adjust_Lambda`; `GAIR.py`): `gairat_lambda_epoch` and the weights
+per epoch equal the code's for 10- to 120-epoch runs (tests/test_peers_methods.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +50,18 @@ class GAIRATConfig(MethodConfig):
     lam: float = param(-1.0, help="lambda, the offset inside the tanh weight")
     begin_epoch: int = param(60, low=1, help="first epoch (counted from 1) with the geometry-aware weights")
     start: str = param("uniform", choices=("uniform", "normal", "none"), help="attack start point")
+    lambda_rule: str = param("code", choices=("code", "begin_epoch"),
+                             help="code: lambda only from epoch 60 (runs >= 110 epochs) or 30 (shorter), as "
+                                  "adjust_Lambda; begin_epoch: from begin_epoch")
+
+
+def gairat_lambda_epoch(num_epochs: int) -> int:
+    """First epoch (counted from 1) of the official `adjust_Lambda` ('fixed') with a finite lambda.
+
+    60 for runs of at least 110 epochs, 30 for shorter ones; before it lambda is +inf
+    (uniform weights).
+    """
+    return 60 if num_epochs >= 110 else 30
 
 
 class GAIRAT(TrainingMethod):
@@ -48,6 +72,13 @@ class GAIRAT(TrainingMethod):
 
     def reweighting(self) -> bool:
         return self.epoch + 1 >= self.config.begin_epoch
+
+    def current_lambda(self) -> float:
+        """lambda of this epoch: +inf (uniform weights) before the code's switch epoch."""
+        c = self.config
+        if c.lambda_rule == "code" and self.epoch + 1 < gairat_lambda_epoch(self.num_epochs):
+            return math.inf
+        return c.lam
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
@@ -60,7 +91,7 @@ class GAIRAT(TrainingMethod):
         logs = {"ce_adv": ce.detach().mean(), "kappa": kappa.float().mean(),
                 "train_robust_acc": (logits_adv.detach().argmax(1) == y).float().mean()}
         if self.reweighting():
-            weight = gairat_weights(kappa, c.steps, c.lam)
+            weight = gairat_weights(kappa, c.steps, self.current_lambda())
             logs["weight_max"] = weight.max()
             return MethodOutput((ce * weight).mean(), logs)
         return MethodOutput(ce.mean(), logs)

@@ -16,12 +16,30 @@ official `train_wat.py` (`--alg wat`):
   (`robustfair.losses.peers.hedge_weights`).
 - Before the first validation every weight is 1 (the official initialisation).
 
-The official code divides the validation sums by `batches * batch_size`, which equals the
-sample count when the batch size divides the split; this uses the exact counts.
+The code's attack start x + 0.001 N(0, I) is not clamped to [0, 1] before the first
+gradient (its `attack_generator.trades`), and neither is this one; train-mode forwards
+f(x), f(x') with one shared clean forward, as the code (`forward_order: clean_adv`); the
+KL is the code's `kl_div(log_softmax(f(x')), softmax(f(x)))`.
+
+Validation cost scale (`cost_normalization`): the code divides each class's validation
+sum by `batches * batch_size` (its loader: batches of 128, the last one partial) and
+multiplies by C, and the whole split's sum by the same `batches * batch_size`:
+`c_k = C * sum_k / D`, `c_C = sum / D`, with `D = ceil(N / b) * b` for N validation
+images and b = `cost_batch_size` (128). `code` (default) does exactly that; with the
+code's own split (300 per class, N = 3,000) it scales every cost, hence the effective
+eta, by 3000 / 3072 = 0.977. `count` divides by the exact counts (per-class means and
+the overall mean).
+
+Checked side by side against boqili/WAT@62d1184f9b88909c9e782ab8234128324235ac84
+(`worst_class_adversarial_train.py` `train` and `validate`, `attack_generator.trades`) on
+a small BatchNorm CNN with the same start noise: bit-identical adversarial points, loss
+and gradients equal to float rounding, identical BatchNorm running statistics, and the
+same validation costs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -33,7 +51,7 @@ from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy, trades_kl
 from robustfair.losses.peers import classwise_counts, classwise_sums, hedge_weights
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod
-from robustfair.methods.trades import trades_adversarial, trades_terms
+from robustfair.methods.trades import FORWARD_ORDERS, trades_adversarial, trades_terms
 from robustfair.typed_config import param
 
 
@@ -43,6 +61,35 @@ class WATConfig(MethodConfig):
     step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (WAT code: 0.007)")
     beta: float = param(6.0, low=0.0, help="TRADES beta")
     eta: float = param(0.1, low=0.0, help="Hedge learning rate")
+    cost_normalization: str = param("code", choices=("code", "count"),
+                                    help="validation cost divisor: code = batches x cost_batch_size, "
+                                         "count = exact counts")
+    cost_batch_size: int = param(128, low=1,
+                                 help="batch size of the code's validation loader (cost_normalization code)")
+    forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
+                               help="train-mode forwards per step (BatchNorm statistics follow them): "
+                                    "clean_adv = the code's")
+
+
+def wat_validation_costs(sums: torch.Tensor, counts: torch.Tensor, normalization: str = "code",
+                         batch_size: int = 128) -> torch.Tensor:
+    """[C + 1] validation costs from per-class cost sums and counts ([C] each).
+
+    normalization "code": `C * sums / D` per class and `sum(sums) / D` overall, with
+    D = ceil(N / batch_size) * batch_size, N = sum(counts) (the official `validate`, whose
+    loader has batches of batch_size); "count": per-class means and the overall mean.
+    """
+    if normalization == "count":
+        per_class = sums / counts.clamp(min=1)
+        overall = sums.sum() / counts.sum().clamp(min=1)
+    elif normalization == "code":
+        total = int(round(float(counts.sum())))
+        divisor = max(math.ceil(total / batch_size), 1) * batch_size
+        per_class = sums * (sums.shape[0] / divisor)
+        overall = sums.sum() / divisor
+    else:
+        raise ConfigError(f"cost_normalization: {normalization!r} is not allowed; valid values: code, count")
+    return torch.cat([per_class, overall.view(1)])
 
 
 class WAT(TrainingMethod):
@@ -59,7 +106,7 @@ class WAT(TrainingMethod):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
         x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
-        t = trades_terms(model, x, x_adv, y)
+        t = trades_terms(model, x, x_adv, y, c.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         cost = ce + c.beta * kl
         if self.weights.device != x.device:
@@ -90,9 +137,7 @@ class WAT(TrainingMethod):
                 counts += classwise_counts(y, self.num_classes, torch.float64)
         sums = ctx.all_reduce_sum(sums)
         counts = ctx.all_reduce_sum(counts)
-        per_class = sums / counts.clamp(min=1)
-        overall = sums.sum() / counts.sum().clamp(min=1)
-        return torch.cat([per_class, overall.view(1)])
+        return wat_validation_costs(sums, counts, c.cost_normalization, c.cost_batch_size)
 
     def on_epoch_end(self, ctx: EpochContext) -> Mapping[str, Any]:
         costs = self.validation_costs(ctx).cpu()
