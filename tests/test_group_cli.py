@@ -228,6 +228,8 @@ def test_train_eval_compare_on_compas(tmp_path, capsys):
     (["train", "--preset", "compas", "--seeds", "a,b"], "--seeds: expected integers"),
     (["train", "--preset", "compas", "train.batch=3"], "train.batch: unknown field"),
     (["train"], "give --preset"),
+    (["train", "--preset", "compas", "train.lam=1", "--methods", "erm", "train.epochs=x"],
+     "train.epochs: expected an integer, got 'x'"),  # an override after an option is still an override
     (["train", "--csv", "/no/such.csv", "--label", "y", "--sensitive", "s", "--privileged", "a"], "no such file"),
     (["train", "--csv", "x.csv", "--threshold", "old"], "--threshold: expected a number"),
     (["train", "--threads", "x"], "argument --threads: invalid int value: 'x'"),

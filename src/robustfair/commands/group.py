@@ -4,12 +4,14 @@ Parsed by the main parser like every other command (its `_guard` gives the error
 contract: one line `robustfair: error: ...`, exit 2). The group parsers print their own
 usage errors on one line too, control characters in values escaped. The actions live in
 `robustfair.group.cli`. Option names follow the image commands: `--data-root` and
-`--json` (the former `--data-dir` and `--output` still work, hidden).
+`--json` (the former `--data-dir` and `--output` still work, hidden). `key=value` overrides
+may come anywhere on the line.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 TABLE_OPTIONS = (
@@ -34,10 +36,27 @@ def escape_controls(text: str) -> str:
                    for ch in str(text))
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
 class GroupParser(argparse.ArgumentParser):
+    """One-line usage errors; `key=value` overrides accepted anywhere on the line (collected into
+    the positional named by `override_dest`)."""
+
+    override_dest: str | None = None
+
     def error(self, message: str) -> None:  # one line (no usage block), exit 2
         sys.stderr.write(f"robustfair: error: {escape_controls(message)} (see: {self.prog} --help)\n")
         raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if self.override_dest is not None:
+            moved = [a for a in extras if OVERRIDE.match(a)]
+            if moved:
+                setattr(namespace, self.override_dest, list(getattr(namespace, self.override_dest) or []) + moved)
+                extras = [a for a in extras if not OVERRIDE.match(a)]
+        return namespace, extras
 
 
 def add_parser(sub) -> None:
@@ -71,6 +90,7 @@ def add_parser(sub) -> None:
     train.add_argument("--quiet", action="store_true", help="no per-epoch log")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lam=0.5")
     train.set_defaults(run=_run("train"))
+    train.override_dest = "overrides"
 
     ev = commands.add_parser("eval", help="re-evaluate trained runs (optionally with another attack)",
                              description="Re-evaluate run directories (or folders of them) from their saved config "
@@ -85,6 +105,7 @@ def add_parser(sub) -> None:
                     help="file name of the results in each run directory (default eval.json)")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.set_defaults(run=_run("eval"))
+    ev.override_dest = "targets"
 
     cmp_ = commands.add_parser("compare", help="tables of mean ± std over seeds with bootstrap intervals",
                                description="Rows = (dataset, sensitive attribute, config); hard and soft gaps with "

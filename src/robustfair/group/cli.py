@@ -15,13 +15,13 @@ is the same as `robustfair group ...`.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from robustfair.commands.group import OVERRIDE
 from robustfair.engine.run_files import check_writable
 from robustfair.errors import ConfigError
 from robustfair.group.compare import find_results, format_comparison, read_results
@@ -34,7 +34,6 @@ from robustfair.group.tabular import GroupData
 from robustfair.group.training import train_group_model
 from robustfair.typed_config import to_dict
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 _LIST_OPTIONS = ("continuous", "categorical", "integer", "drop")
 
 
@@ -181,7 +180,7 @@ def _run_dirs(targets: list[str]) -> list[Path]:
 
 def run_eval(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
-    overrides = [t for t in args.targets if _OVERRIDE.match(t) and not Path(t).exists()]
+    overrides = [t for t in args.targets if OVERRIDE.match(t) and not Path(t).exists()]
     targets = [t for t in args.targets if t not in overrides]
     if not targets:
         raise ConfigError("group eval: give a run directory (or a folder of them)")

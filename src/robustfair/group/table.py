@@ -254,10 +254,10 @@ def _feature_roles(features: Sequence[str], roles: Mapping[str, tuple[str, ...] 
     if not continuous and not categorical:
         raise DataError("no feature columns left (every column is the label, the sensitive one or dropped)")
     if roles["integer"] is not None:
-        integer = tuple(roles["integer"])
-        wrong = [c for c in integer if c not in continuous]
+        wrong = [c for c in roles["integer"] if c in features and c not in continuous]
         if wrong:
             raise ConfigError(f"data.integer: {wrong[0]!r} is not a continuous feature column")
+        integer = tuple(c for c in roles["integer"] if c in continuous)  # the sensitive column may be left out
     else:
         integer = tuple(c for c in continuous if all(float(parse_number(row[c]) or 0.0).is_integer()
                                                      for row in train_rows))
