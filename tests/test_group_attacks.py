@@ -209,3 +209,98 @@ def test_invalid_budgets_name_the_field(data, field, value, match):
     args = budget(data, **{field: value})
     with pytest.raises(ConfigError, match=match):
         pgd_ascent(data.test.x, lambda z: z.sum(dim=1), **args)
+
+
+# ---- the feature domain ----
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory):
+    """A CSV table with whole-number (age, duration) and fractional (amount) continuous columns."""
+    from group_tables import credit_csv
+    from robustfair.group.config import DataConfig
+    from robustfair.group.data import load_group_data_from_config
+    path = credit_csv(tmp_path_factory.mktemp("credit") / "credit.csv", n=600)
+    return load_group_data_from_config(DataConfig(name="credit", csv=str(path), label="credit", positive="good",
+                                                  sensitive="sex", privileged="male", drop=("id",)))
+
+
+@pytest.fixture(scope="module")
+def credit_model(credit):
+    config = TrainConfig(method="erm", epochs=30, batch_size=0, lr=0.02, seed=0)
+    return train_group_model(credit, ModelConfig("mlp", (16,)), config).model
+
+
+def raw_values(data, x):
+    """x [N, D] back in raw units on the continuous columns [N, C] (float64)."""
+    cols = list(data.layout.continuous)
+    return x[:, cols].double() * torch.tensor(data.layout.std, dtype=torch.float64) + \
+        torch.tensor(data.layout.mean, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("which", ["accuracy", "dp", "eopp", "eodds"])
+@pytest.mark.parametrize("norm,eps", [("linf", 0.5), ("l2", 0.8)])
+def test_bounded_attacks_keep_rows_in_the_training_range_with_whole_numbers(credit, credit_model, which, norm, eps):
+    from robustfair.group.domain import FeatureDomain, domain_violations
+    x, y, s = credit.train.x, credit.train.y, credit.train.s
+    args = dict(eps=eps, step_size=eps / 4, steps=10, norm=norm, start="uniform",
+                continuous_mask=credit.layout.continuous_mask(), generator=torch.Generator().manual_seed(0))
+    attack = (lambda **a: accuracy_attack(credit_model, x, y, **a)) if which == "accuracy" else \
+        (lambda **a: fairness_attack(credit_model, x, y, s, notion=which, **a))
+    bounded = attack(domain=FeatureDomain.from_layout(credit.layout), **args)
+    raw = raw_values(credit, bounded)
+    low, high = torch.tensor(credit.layout.low), torch.tensor(credit.layout.high)
+    assert bool(((raw >= low - 1e-6 * (1 + low.abs())) & (raw <= high + 1e-6 * (1 + high.abs()))).all())
+    for k, whole in enumerate(credit.layout.integer):
+        if whole:
+            assert bool(((raw[:, k] - raw[:, k].round()).abs() < 1e-3).all()), credit.layout.names[k]
+    delta = (bounded - x)[:, credit.layout.continuous_mask()]
+    size = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
+    assert bool((size <= eps + 1e-5).all())
+    assert not torch.equal(bounded, x)  # it still moves
+    assert domain_violations(x, bounded, credit.layout)["rows_out_of_range"] == 0.0
+    unbounded = attack(domain=None, **args)
+    report = domain_violations(x, unbounded, credit.layout)
+    assert report["rows_out_of_range"] > 0 and report["rows_non_integer"] > 0.5
+
+
+def test_whole_number_shifts_reach_the_nearest_integer_inside_the_ball():
+    from robustfair.group.domain import FeatureDomain
+    from robustfair.group.tabular import FeatureLayout
+    layout = FeatureLayout(("n",), (0,), (), mean=(10.0,), std=(4.0,), low=(0.0,), high=(30.0,), integer=(True,))
+    domain = FeatureDomain.from_layout(layout)
+    x = torch.tensor([[0.0], [0.0], [0.0], [-2.5]])  # raw 10, 10, 10, 0 (at the lower bound)
+    # raw shifts 1.6, -2.6, 3.9 and -3: eps 0.8 reaches 3.2 raw units -> 2, -3, 3 and (bound) 0
+    x_adv = x + torch.tensor([[0.4], [-0.65], [0.975], [-0.75]])
+    rounded = domain.round(domain.clamp(x_adv, x), x, eps=0.8, norm="linf")
+    assert (rounded * 4 + 10).flatten().tolist() == pytest.approx([12.0, 7.0, 13.0, 0.0])
+    l2 = domain.round(x_adv, x, eps=0.8, norm="l2")  # towards zero: never a longer perturbation
+    assert (l2 * 4 + 10).flatten().tolist()[:3] == pytest.approx([11.0, 8.0, 13.0])
+
+
+def test_a_test_row_beyond_the_training_range_is_never_pushed_further_out():
+    from robustfair.group.domain import FeatureDomain
+    from robustfair.group.tabular import FeatureLayout
+    layout = FeatureLayout(("a",), (0,), (), mean=(0.0,), std=(1.0,), low=(-1.0,), high=(1.0,), integer=(False,))
+    domain = FeatureDomain.from_layout(layout)
+    x = torch.tensor([[2.0], [0.9]])
+    clamped = domain.clamp(torch.tensor([[2.5], [1.2]]), x)
+    assert clamped.flatten().tolist() == pytest.approx([2.0, 1.0])
+    assert domain.clamp(torch.tensor([[1.5], [0.0]]), x).flatten().tolist() == pytest.approx([1.5, 0.0])
+
+
+@pytest.mark.parametrize("notion", NOTIONS)
+def test_unified_and_direct_attacks_coincide_inside_the_domain(credit, credit_model, notion):
+    from robustfair.group.domain import FeatureDomain
+    x, y, s = credit.test.x, credit.test.y, credit.test.s
+    args = dict(eps=0.5, step_size=0.1, steps=5, norm="linf", start="zero",
+                continuous_mask=credit.layout.continuous_mask(), domain=FeatureDomain.from_layout(credit.layout))
+    unified = fairness_attack(credit_model, x, y, s, notion=notion, **args)
+    direct = direct_gap_attack(credit_model, x, y, s, notion=notion, **args)
+    assert torch.allclose(unified, direct, atol=1e-6)
+
+
+def test_the_bounded_domain_needs_domain_information():
+    from robustfair.group.domain import FeatureDomain
+    from robustfair.group.tabular import FeatureLayout
+    with pytest.raises(ConfigError, match="attack.domain=unbounded"):
+        FeatureDomain.from_layout(FeatureLayout(("a",), (0,), ()))

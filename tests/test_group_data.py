@@ -154,3 +154,16 @@ def test_download_uses_the_official_urls_and_md5s(monkeypatch, tmp_path):
     shutil.copy(DATA / "compas-scores-two-years.csv", tmp_path)
     download_dataset_files("compas", tmp_path)  # a present, valid file is kept
     assert calls == []
+
+
+def test_any_column_of_a_builtin_dataset_can_be_the_sensitive_attribute():
+    need("adult.data", "adult.test", "compas-scores-two-years.csv")
+    by_age = load_group_data("adult", DATA, sensitive="age", threshold=40.0)
+    assert by_age.group_names == ("age < 40", "age >= 40") and "age" not in by_age.layout.names
+    assert by_age.layout.num_features == 85 - 1 + 2  # age leaves, sex (2 columns) joins the features
+    assert by_age.layout.integer == (True, True, True, True)
+    assert int(by_age.train.s.sum()) == 13167
+    by_charge = load_group_data("compas", DATA, sensitive="c_charge_degree", privileged="M")
+    assert by_charge.group_names == ("F", "M") and "race=Caucasian" in by_charge.layout.names
+    with pytest.raises(ConfigError, match="fixed by its preprocessing"):
+        load_group_data("compas", DATA, sensitive="race", continuous=("age",))

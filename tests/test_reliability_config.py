@@ -171,7 +171,8 @@ def stubbed_commands(monkeypatch):
         name = module.__name__.rsplit(".", 1)[-1]
         if name not in ("train", "list", "group"):
             monkeypatch.setattr(module, "run", lambda args, _name=name: calls.append((_name,)) or 0)
-    monkeypatch.setattr("robustfair.commands.group.run_group", lambda argv: calls.append(("group",)) or 0)
+    for action in ("run_train", "run_eval", "run_compare"):  # group's own parsing still runs
+        monkeypatch.setattr(f"robustfair.group.cli.{action}", lambda args: calls.append(("group",)) or 0)
     return calls
 
 

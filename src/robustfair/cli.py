@@ -60,10 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status, never raises."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    if argv[:1] == ["group"]:  # the tabular group-fairness tool has its own parser
-        from robustfair.commands.group import run_group
-
-        return _guard(lambda: run_group(argv[1:]))
 
     def parse_and_run():
         args = build_parser().parse_args(argv)

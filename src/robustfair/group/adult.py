@@ -11,27 +11,29 @@ Preprocessing (documented in docs/RESULTS.md too):
   attribute) and so is `education` (a one-to-one copy of `education_num`);
 - categorical (one-hot): workclass, marital_status, occupation, relationship, race, sex,
   native_country, minus the sensitive attribute unless `include_sensitive`;
-- sensitive attribute: `sex` (s = 1 Male, 0 Female) or `race` (s = 1 White, 0 other).
-  `relationship` (Husband/Wife) still carries sex; that is the data, not a leak we add.
+- every continuous column holds whole numbers (attacks round them) with the training
+  range as its domain;
+- sensitive attribute: `sex` (default; s = 1 Male, 0 Female) or `race` (s = 1 White, 0
+  other), or any other column with `data.privileged` / `data.threshold`; it is not among
+  the features unless `include_sensitive`. `relationship` (Husband/Wife) still carries
+  sex; that is the data, not a leak we add.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from robustfair.errors import ConfigError, DataError
+from robustfair.errors import DataError
 from robustfair.group.files import require_file
-from robustfair.group.tabular import GroupData, TabularSplit, encode_tables
+from robustfair.group.table import RawTable
 
 COLUMNS = ("age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
            "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
            "hours_per_week", "native_country", "income")
 CONTINUOUS = ("age", "education_num", "capital_gain", "capital_loss", "hours_per_week")
 CATEGORICAL = ("workclass", "marital_status", "occupation", "relationship", "race", "sex", "native_country")
-SENSITIVE = {"sex": ("Male", ("Female", "Male")), "race": ("White", ("non-White", "White"))}
+DROPPED = ("fnlwgt", "education")
+PRIVILEGED = {"sex": "Male", "race": "White"}
 
 
 def read_adult_file(path: Path) -> tuple[list[dict[str, str]], int]:
@@ -58,23 +60,11 @@ def read_adult_file(path: Path) -> tuple[list[dict[str, str]], int]:
     return rows, dropped
 
 
-def load_adult(root: Path, *, sensitive: str = "sex", include_sensitive: bool = False,
-               split_seed: int = 0, test_fraction: float = 0.3, verify_checksums: bool = True) -> GroupData:
-    """Adult with its official train/test split (split_seed and test_fraction are unused)."""
-    if sensitive not in SENSITIVE:
-        raise ConfigError(f"data.sensitive: {sensitive!r} is not available for adult; valid: {', '.join(SENSITIVE)}")
+def read_adult(root: Path, *, verify_checksums: bool = True) -> RawTable:
+    """Adult's official train and test files as a RawTable with the preprocessing above."""
     train_rows, train_dropped = read_adult_file(require_file(root, "adult.data", verify_checksums))
     test_rows, test_dropped = read_adult_file(require_file(root, "adult.test", verify_checksums))
-    categorical = [c for c in CATEGORICAL if include_sensitive or c != sensitive]
-    x_train, x_test, layout, stats = encode_tables(
-        train_rows, test_rows, CONTINUOUS, categorical, protected_block=sensitive if include_sensitive else None)
-    positive, group_names = SENSITIVE[sensitive]
-
-    def split(rows: list[dict[str, str]], x: torch.Tensor) -> TabularSplit:
-        y = np.array([row["income"] == ">50K" for row in rows], dtype=np.int64)
-        s = np.array([row[sensitive] == positive for row in rows], dtype=np.int64)
-        return TabularSplit(x, torch.from_numpy(y), torch.from_numpy(s))
-
-    notes = (f"dropped rows with missing values: {train_dropped} train, {test_dropped} test",)
-    return GroupData("adult", sensitive, split(train_rows, x_train), split(test_rows, x_test), layout,
-                     group_names, ("<=50K", ">50K"), stats, notes)
+    return RawTable("adult", COLUMNS, train_rows, test_rows, source=f"adult ({root})", label="income",
+                    positive=">50K", label_names=("<=50K", ">50K"), continuous=CONTINUOUS, categorical=CATEGORICAL,
+                    integer=CONTINUOUS, drop=DROPPED, privileged=PRIVILEGED, default_sensitive="sex",
+                    notes=(f"dropped rows with missing values: {train_dropped} train, {test_dropped} test",))

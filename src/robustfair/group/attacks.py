@@ -3,8 +3,12 @@ Fair: Aligning Fairness with Robustness"; our design in METHODS.md where the pap
 
 Threat model: x float [B, D] (standardised features), perturbed only on the continuous
 columns (`continuous_mask`, bool [D]) within an eps-ball in standardised units, L-inf
-(`|delta_j| <= eps` per column) or L2 (`||delta||_2 <= eps` per row). There is no clamp
-to a data range: standardised features are unbounded. One-hot (categorical) columns
+(`|delta_j| <= eps` per column) or L2 (`||delta||_2 <= eps` per row). With a `domain`
+(`robustfair.group.domain.FeatureDomain`, the default through `attack.domain: bounded`)
+every iterate is also clamped into each feature's domain (training range or declared
+bounds) and whole-number features get whole-number shifts at the end; `domain=None` is the
+unconstrained form (`attack.domain: unbounded`), which can produce a negative capital
+gain or a fractional count. One-hot (categorical) columns
 stay fixed unless `max_categorical_changes > 0`: then, after PGD, up to that many
 one-hot blocks per row are switched to another category, greedily, one block per
 round: the switch with the largest first-order gain, kept only if the row's objective
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustfair.errors import ConfigError
+from robustfair.group.domain import FeatureDomain
 from robustfair.group.metrics import fairness_gap, group_mean_difference, notion_strata
 from robustfair.group.tabular import OneHotBlock
 
@@ -85,18 +90,25 @@ def random_start(x: torch.Tensor, eps: float, norm: str, mask: torch.Tensor,
 
 def pgd_ascent(x: torch.Tensor, objective: RowObjective, *, eps: float, step_size: float, steps: int,
                norm: str = "linf", continuous_mask: torch.Tensor, start: str = "uniform",
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
     """Projected gradient ascent of `objective(x_adv).sum()` over the continuous columns.
 
     L-inf steps move by `step_size * sign(grad)`; L2 steps by `step_size * grad / ||grad||_2`
-    per row. Returns detached x_adv [B, D] with ||x_adv - x|| <= eps on the masked columns and
+    per row. Each iterate is projected onto the eps-ball, then (with a `domain`) clamped into
+    the feature domain; at the end whole-number features are rounded (`FeatureDomain.round`).
+    Returns detached x_adv [B, D] with ||x_adv - x|| <= eps on the masked columns and
     x_adv == x elsewhere.
     """
     _check_budget(eps, step_size, steps, norm, start)
     mask = continuous_mask.to(device=x.device, dtype=x.dtype)
     x = x.detach()
+
+    def feasible(delta: torch.Tensor) -> torch.Tensor:
+        delta = project(delta, eps, norm, mask)
+        return delta if domain is None else domain.clamp(x + delta, x) - x
+
     delta = random_start(x, eps, norm, mask, generator) if start == "uniform" else torch.zeros_like(x)
-    delta = project(delta, eps, norm, mask)
+    delta = feasible(delta)
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(x + delta).sum(), delta)
@@ -105,8 +117,10 @@ def pgd_ascent(x: torch.Tensor, objective: RowObjective, *, eps: float, step_siz
             step = grad.sign()
         else:
             step = grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        delta = project(delta.detach() + step_size * step, eps, norm, mask)
-    return (x + delta).detach()
+        delta = feasible(delta.detach() + step_size * step)
+    if domain is None:
+        return (x + delta).detach()
+    return domain.round(domain.clamp((x + delta).detach(), x), x, eps, norm)
 
 
 def switch_categories(x_adv: torch.Tensor, objective: RowObjective, blocks: Sequence[OneHotBlock],
@@ -173,7 +187,7 @@ class _EvalMode:
 def accuracy_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
                     steps: int, continuous_mask: torch.Tensor, norm: str = "linf", start: str = "uniform",
                     blocks: Sequence[OneHotBlock] = (), max_categorical_changes: int = 0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
     """PGD on the binary cross-entropy of each row (untargeted accuracy attack).
 
     model: x [B, D] -> logit [B]; y int [B] in {0, 1}. Returns x_adv [B, D].
@@ -185,7 +199,7 @@ def accuracy_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
 
     with _EvalMode(model):
         x_adv = pgd_ascent(x, row_loss, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                           continuous_mask=continuous_mask, start=start, generator=generator)
+                           continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)
         return switch_categories(x_adv, row_loss, blocks, max_categorical_changes)
 
 
@@ -215,7 +229,7 @@ def fairness_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch
                     eps: float, step_size: float, steps: int, continuous_mask: torch.Tensor,
                     norm: str = "linf", start: str = "uniform", fix_signs: bool = False,
                     blocks: Sequence[OneHotBlock] = (), max_categorical_changes: int = 0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
     """The unified fairness attack: PGD widening the `notion` gap of the batch (x, y, s).
 
     The gap is a batch-level quantity, so the batch should be the whole evaluation set
@@ -233,14 +247,14 @@ def fairness_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch
 
     with _EvalMode(model):
         x_adv = pgd_ascent(x, weighted_probability, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                           continuous_mask=continuous_mask, start=start, generator=generator)
+                           continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)
         return switch_categories(x_adv, weighted_probability, blocks, max_categorical_changes)
 
 
 def direct_gap_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, *, notion: str,
                       eps: float, step_size: float, steps: int, continuous_mask: torch.Tensor,
-                      norm: str = "linf", start: str = "uniform",
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      norm: str = "linf", start: str = "uniform", generator: torch.Generator | None = None,
+                      domain: FeatureDomain | None = None) -> torch.Tensor:
     """PGD ascending `fairness_gap(notion, sigmoid(model(x_adv)), y, s)` through autograd.
 
     The per-notion reference for the unified attack (continuous columns only).
@@ -251,4 +265,4 @@ def direct_gap_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: tor
 
     with _EvalMode(model):
         return pgd_ascent(x, gap_as_rows, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                          continuous_mask=continuous_mask, start=start, generator=generator)
+                          continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)

@@ -14,8 +14,10 @@ Preprocessing (documented in docs/RESULTS.md too):
   post-screening column (is_recid, is_violent_recid, r_*, vr_*, event, start, end,
   two_year_recid as a feature), identifiers and dates, and age_cat (a binning of age,
   which would disagree with an attacked age);
-- sensitive attribute: `race` (s = 1 Caucasian, 0 every other race) or `sex`
-  (s = 1 Male, 0 Female);
+- the counts and age hold whole numbers (attacks round them); every continuous column
+  has the training range as its domain;
+- sensitive attribute: `race` (default; s = 1 Caucasian, 0 every other race) or `sex`
+  (s = 1 Male, 0 Female), or any other column with `data.privileged` / `data.threshold`;
 - split: 70/30, seeded (split_seed), stratified by (label, group); the split does not
   change with the training seed.
 """
@@ -27,19 +29,17 @@ import datetime
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from robustfair.errors import ConfigError, DataError
+from robustfair.errors import DataError
 from robustfair.group.files import require_file
-from robustfair.group.tabular import GroupData, TabularSplit, encode_tables, stratified_split
+from robustfair.group.table import RawTable
 
 CONTINUOUS = ("age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count", "length_of_stay")
 CATEGORICAL = ("c_charge_degree", "sex", "race")
-SENSITIVE = {"race": ("Caucasian", ("non-Caucasian", "Caucasian")), "sex": ("Male", ("Female", "Male"))}
+PRIVILEGED = {"race": "Caucasian", "sex": "Male"}
 _NEEDED = ("days_b_screening_arrest", "is_recid", "c_charge_degree", "score_text", "c_jail_in",
            "c_jail_out", "two_year_recid", "age", "priors_count", "juv_fel_count", "juv_misd_count",
            "juv_other_count", "sex", "race")
+DROPPED = ("days_b_screening_arrest", "is_recid", "score_text", "c_jail_in", "c_jail_out")
 
 
 def read_compas_file(path: Path) -> list[dict[str, str]]:
@@ -85,25 +85,11 @@ def _log_stay_days(jail_in: str, jail_out: str, path: Path) -> float:
     return math.log1p(max(0.0, stay.total_seconds() / 86400.0))
 
 
-def load_compas(root: Path, *, sensitive: str = "race", include_sensitive: bool = False,
-                split_seed: int = 0, test_fraction: float = 0.3, verify_checksums: bool = True) -> GroupData:
-    """COMPAS, filtered, split 70/30 (test_fraction) with a seeded (y, s)-stratified split."""
-    if sensitive not in SENSITIVE:
-        raise ConfigError(f"data.sensitive: {sensitive!r} is not available for compas; valid: {', '.join(SENSITIVE)}")
+def read_compas(root: Path, *, verify_checksums: bool = True) -> RawTable:
+    """COMPAS after ProPublica's filtering as a RawTable (split later, seeded)."""
     rows = read_compas_file(require_file(root, "compas-scores-two-years.csv", verify_checksums))
-    positive, group_names = SENSITIVE[sensitive]
-    y = np.array([row["two_year_recid"] == "1" for row in rows], dtype=np.int64)
-    s = np.array([row[sensitive] == positive for row in rows], dtype=np.int64)
-    train_idx, test_idx = stratified_split(y, s, test_fraction, split_seed)
-    categorical = [c for c in CATEGORICAL if include_sensitive or c != sensitive]
-    x_train, x_test, layout, stats = encode_tables(
-        [rows[i] for i in train_idx], [rows[i] for i in test_idx], CONTINUOUS, categorical,
-        protected_block=sensitive if include_sensitive else None)
-
-    def split(idx: np.ndarray, x: torch.Tensor) -> TabularSplit:
-        return TabularSplit(x, torch.from_numpy(y[idx]), torch.from_numpy(s[idx]))
-
-    notes = (f"ProPublica filtering kept {len(rows)} rows; split {len(train_idx)}/{len(test_idx)} "
-             f"(split_seed={split_seed})",)
-    return GroupData("compas", sensitive, split(train_idx, x_train), split(test_idx, x_test), layout,
-                     group_names, ("no recidivism", "recidivism"), stats, notes)
+    return RawTable("compas", _NEEDED + ("length_of_stay",), rows, None, source=f"compas ({root})",
+                    label="two_year_recid", positive="1", label_names=("no recidivism", "recidivism"),
+                    continuous=CONTINUOUS, categorical=CATEGORICAL, integer=CONTINUOUS[:5], drop=DROPPED,
+                    privileged=PRIVILEGED, default_sensitive="race",
+                    notes=(f"ProPublica filtering kept {len(rows)} rows",))

@@ -3,14 +3,22 @@
 A run is `GroupConfig(data, model, train, eval)`; each section is a frozen dataclass
 validated by `robustfair.typed_config.build` (one-line ConfigError naming the field).
 `load_group_config(preset_or_path, overrides)` reads a preset by name (`adult`,
-`compas`) or a YAML path and applies `a.b=value` overrides.
+`compas`, `table`) or a YAML path through the main CLI's config reader
+(`robustfair.engine.config.load_raw_config`: same messages, `extends:` works) and applies
+`a.b=value` overrides.
+
+Overrides of the text fields that name columns, values and files (`data.name`,
+`data.csv`, `data.test_csv`, `data.label`, `data.positive`, `data.sensitive`,
+`data.privileged`, `data.root`) are taken verbatim, not parsed as YAML, so
+`data.positive=1` or `data.privileged=yes` mean the strings "1" and "yes" of the CSV file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -19,18 +27,55 @@ from robustfair.typed_config import apply_overrides, build, param, to_dict
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "group"
 TRAINING_NAMES = ("erm", "fair_erm", "acc_at", "fair_at", "joint")
+BUILTIN_DATASETS = ("adult", "compas")
+MISSING_VALUES = ("", "?", "NA", "N/A", "NaN", "nan")
+VERBATIM_KEYS = tuple(f"data.{k}" for k in ("name", "csv", "test_csv", "label", "positive", "sensitive",
+                                            "privileged", "root"))
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    name: str = param("adult", choices=("adult", "compas"), help="dataset")
-    sensitive: str = param("sex", choices=("sex", "race"), help="binary sensitive attribute s")
-    include_sensitive: bool = param(False, help="keep s's one-hot block among the features (never attacked)")
-    split_seed: int = param(0, low=0, help="seed of COMPAS's stratified train/test split (fixed across training seeds)")
+    """Which table, which label and which binary sensitive attribute (see robustfair.group.table)."""
+
+    name: str = param("adult", help="dataset: adult or compas (built in), or the name of a CSV table (data.csv)")
+    csv: str | None = param(None, help="CSV file of a table: all of it, or its training part when test_csv is given")
+    test_csv: str | None = param(None, help="CSV file of the test part (default: a seeded stratified split of csv)")
+    delimiter: str = param(",", choices=(",", ";", "\t", "|"), help="field separator of the CSV files")
+    label: str | None = param(None, help="label column (CSV tables; built-in datasets have theirs)")
+    positive: str | None = param(None, help="label value meaning y = 1 (default for labels 0/1: 1)")
+    sensitive: str | None = param(None, help="sensitive column (default: adult sex, compas race)")
+    privileged: str | None = param(None, help="value of the sensitive column meaning s = 1 (adult/compas sex: "
+                                              "Male, race: White/Caucasian)")
+    threshold: float | None = param(None, help="numeric sensitive column: s = 1 when its value >= threshold")
+    continuous: tuple[str, ...] | None = param(None, help="continuous feature columns (CSV; default: detected)")
+    categorical: tuple[str, ...] | None = param(None, help="categorical feature columns (CSV; default: detected)")
+    integer: tuple[str, ...] | None = param(None, help="continuous columns holding whole numbers, rounded by "
+                                                       "attacks (CSV; default: detected)")
+    drop: tuple[str, ...] = param((), help="columns left out of the features (CSV tables)")
+    bounds: dict = param(default_factory=dict, help="{column: [low, high]}: declared domain of continuous "
+                                                    "columns (default: the training range)")
+    missing: tuple[str, ...] = param(MISSING_VALUES, help="values marking a missing entry; rows with one are dropped")
+    include_sensitive: bool = param(False, help="keep the sensitive column among the features (never attacked)")
+    split_seed: int = param(0, low=0, help="seed of the stratified train/test split (fixed across training seeds)")
     test_fraction: float = param(0.3, low=0.0, high=1.0, low_open=True, high_open=True,
-                                 help="COMPAS test share (Adult uses its official split)")
-    root: str | None = param(None, help="data directory (default $ROBUSTFAIR_DATA, then ../shared/data)")
-    download: bool = param(False, help="download missing files from the official URLs (md5-checked)")
+                                 help="test share of the split (not used with test_csv or Adult's official split)")
+    root: str | None = param(None, help="data directory of adult/compas (default $ROBUSTFAIR_DATA, then "
+                                        "../shared/data)")
+    download: bool = param(False, help="download missing adult/compas files from the official URLs (md5-checked)")
+
+    def __post_init__(self) -> None:
+        if self.privileged is not None and self.threshold is not None:
+            raise ConfigError("data.privileged and data.threshold: give one (a value of a categorical sensitive "
+                              "column, or a threshold for a numeric one), not both")
+        for column, pair in self.bounds.items():
+            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            if not ok or not pair[0] <= pair[1]:
+                raise ConfigError(f"data.bounds.{column}: {pair!r} must be [low, high] with low <= high")
+
+    @property
+    def builtin(self) -> bool:
+        return self.csv is None and self.name in BUILTIN_DATASETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +93,9 @@ class AttackConfig:
     step_size: float = param(0.025, low=0.0, help="PGD step")
     steps: int = param(10, low=0, help="PGD iterations")
     start: str = param("uniform", choices=("zero", "uniform"), help="PGD start")
+    domain: str = param("bounded", choices=("bounded", "unbounded"),
+                        help="bounded: stay in each feature's domain (training range or data.bounds) with whole "
+                             "numbers where declared; unbounded: the eps-ball only")
     max_categorical_changes: int = param(0, low=0, help="one-hot blocks per row an attack may switch (0: none)")
     fix_signs: bool = param(False, help="fairness attack: keep the clean input's signs instead of recomputing")
 
@@ -68,10 +116,21 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BootstrapConfig:
+    """Percentile bootstrap over test rows for every gap (robustfair.group.bootstrap)."""
+
+    resamples: int = param(1000, low=0, help="resamples of the test rows (0: no intervals)")
+    seed: int = param(0, low=0, help="seed of the resampling")
+    level: float = param(0.95, low=0.0, high=1.0, low_open=True, high_open=True, help="confidence level")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     attack: AttackConfig = param(default_factory=lambda: AttackConfig(steps=50, step_size=0.01),
                                  help="attack used in evaluation (accuracy and fairness)")
     seed: int = param(0, low=0, help="seed of the evaluation attacks' random starts")
+    threshold: float = param(0.5, low=0.0, high=1.0, help="hard decision: predict 1 when P(y = 1 | x) > threshold")
+    bootstrap: BootstrapConfig = param(default_factory=BootstrapConfig, help="confidence intervals of the gaps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +146,7 @@ def preset_names() -> list[str]:
 
 
 def preset_path(preset_or_path: str) -> Path:
-    """A preset name (`adult`, `compas`) or a YAML file path -> the file to read."""
+    """A preset name (`adult`, `compas`, `table`) or a YAML file path -> the file to read."""
     path = Path(preset_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
@@ -95,26 +154,52 @@ def preset_path(preset_or_path: str) -> Path:
         return path
     candidate = PRESET_DIR / f"{preset_or_path}.yaml"
     if not candidate.is_file():
-        raise UnknownNameError(f"unknown group preset {preset_or_path!r}; valid group presets: "
-                               f"{', '.join(preset_names()) or '(none found in ' + str(PRESET_DIR) + ')'}")
+        names = preset_names()
+        close = difflib.get_close_matches(preset_or_path, names, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownNameError(f"unknown group preset {preset_or_path!r}; {hint}valid group presets: "
+                               f"{', '.join(names) or '(none found in ' + str(PRESET_DIR) + ')'}")
     return candidate
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, eval)")
+    """A config file as a mapping, read like every other config (`extends:` resolved)."""
+    from robustfair.engine.config import load_raw_config
+
+    return load_raw_config(str(path))
+
+
+def apply_group_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """`raw` with `a.b=value` overrides applied, the VERBATIM_KEYS as plain strings."""
+    out = apply_overrides(raw, ())
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key.strip() in VERBATIM_KEYS and "=" in text:
+            section = out.get("data")
+            if section is None:
+                section = out["data"] = {}
+            elif not isinstance(section, dict):
+                raise ConfigError(f"override {text!r}: data is not a section")
+            section[key.strip().split(".", 1)[1]] = value
+        else:
+            out = apply_overrides(out, [text])
+    return out
+
+
+def _text_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads `positive: 1` as a number; the data section's text fields mean the CSV's text."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in (k.split(".", 1)[1] for k in VERBATIM_KEYS):
+            value = data.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                data[key] = str(value)
     return raw
 
 
 def group_config_from_dict(raw: dict[str, Any] | None, overrides: Sequence[str] = ()) -> GroupConfig:
     """Validate a plain mapping (plus `a.b=value` overrides) into a GroupConfig."""
-    return build(GroupConfig, apply_overrides(raw or {}, overrides))
+    return build(GroupConfig, apply_group_overrides(_text_fields(apply_overrides(raw or {}, ())), overrides))
 
 
 def load_group_config(preset_or_path: str | None = None, overrides: Sequence[str] = ()) -> GroupConfig:

@@ -13,9 +13,11 @@ in both strata at once, so its gradient is the unified weighted form with a sign
 stratum (see `robustfair.group.attacks.unified_weights`). Note that fairlearn's
 `equalized_odds_difference` is the max; ours is up to twice it.
 
-Passing hard predictions (p in {0, 1}) gives the usual rate-based gaps. A stratum in
-which either group is empty contributes 0 (no evidence of a gap), so small training
-batches never produce NaN.
+Passing hard predictions (p in {0, 1}) gives the usual rate-based gaps. In these
+differentiable gaps (the training losses and the attacks' objectives) a stratum in which
+either group is empty contributes 0, so a small training minibatch never produces NaN.
+Reported numbers never do that: `group_metrics` (evaluation) gives an undefined gap as
+None with its reason (`robustfair.group.rates`).
 
 Shapes: p float [N] in [0, 1]; y, s int [N] in {0, 1}. Gaps are 0-dim tensors
 (differentiable in p).
@@ -23,9 +25,14 @@ Shapes: p float [N] in [0, 1]; y, s int [N] in {0, 1}. Gaps are 0-dim tensors
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from robustfair.errors import ConfigError
+from robustfair.group.rates import (cell_sums, gaps_from_differences, group_rates, higher_group, rate_differences,
+                                    undefined_reasons)
 
 NOTIONS = ("dp", "eopp", "eodds")
 NOTION_TITLES = {"dp": "demographic parity", "eopp": "equal opportunity", "eodds": "equalized odds"}
@@ -89,19 +96,45 @@ def balanced_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return sum(recalls) / len(recalls) if recalls else float("nan")
 
 
-def group_metrics(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: float = 0.5) -> dict:
-    """Accuracy, balanced accuracy, per-group accuracy and every gap, soft and hard.
+def group_metrics(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: float = 0.5,
+                  group_names: tuple[str, str] = ("0", "1")) -> dict:
+    """Accuracy, per-group rates, every gap hard and soft, and each gap's direction.
 
-    p: [N] probabilities (no gradient needed). Hard predictions are `p > threshold`.
-    Returns plain floats: {"accuracy", "balanced_accuracy", "accuracy_by_group": {0, 1},
-    "gaps": {notion: soft gap}, "gaps_hard": {notion: gap of hard predictions}}.
+    p: [N] probabilities (no gradient needed). Hard decisions are `p > threshold`.
+    Returns plain floats (fractions, see `robustfair.group.rates` for the definitions):
+    {"accuracy", "balanced_accuracy", "accuracy_by_group": {"0", "1"},
+     "groups": {"0"/"1": {"name", "rows", "positives", "hard": {"selection_rate", "tpr", "fpr",
+                "accuracy"}, "soft": {"selection_rate", "tpr", "fpr"}}},
+     "gaps": {notion: soft gap}, "gaps_hard": {notion: gap of the decisions},
+     "direction": {"hard": {notion: name of the group with the higher rate | "none" | "mixed"},
+                   "soft": {...}} (`rates.higher_group`),
+     "undefined": {notion: reason}}. An undefined rate or gap (an empty group or label
+    stratum) is None, with the reason under "undefined".
     """
-    p = p.detach().float()
-    pred = (p > threshold).long()
+    p_np = p.detach().double().cpu().numpy()
+    y_np, s_np = y.cpu().numpy(), s.cpu().numpy()
+    pred = (p_np > threshold).astype(np.float64)
+    cells = cell_sums(p_np, pred, y_np, s_np)
+    rates = {kind: group_rates(cells, kind) for kind in ("hard", "soft")}
+    diffs = {kind: rate_differences(rates[kind]) for kind in rates}
+    gaps = {kind: gaps_from_differences(diffs[kind]) for kind in diffs}
+    groups = {str(g): {"name": group_names[g], "rows": int(cells.n[g].sum()), "positives": int(cells.n[g, 1]),
+                       **{kind: {r: _number(v[g]) for r, v in rates[kind].items()} for kind in rates}}
+              for g in (0, 1)}
+    hard_pred = torch.from_numpy(pred).long()
     return {
-        "accuracy": accuracy(pred, y),
-        "balanced_accuracy": balanced_accuracy(pred, y),
-        "accuracy_by_group": {str(g): accuracy(pred[s == g], y[s == g]) for g in (0, 1)},
-        "gaps": {n: float(fairness_gap(n, p, y, s)) for n in NOTIONS},
-        "gaps_hard": {n: float(fairness_gap(n, pred.float(), y, s)) for n in NOTIONS},
+        "accuracy": accuracy(hard_pred, y),
+        "balanced_accuracy": balanced_accuracy(hard_pred, y),
+        "accuracy_by_group": {str(g): groups[str(g)]["hard"]["accuracy"] for g in (0, 1)},
+        "groups": groups,
+        "gaps": {n: _number(gaps["soft"][n]) for n in NOTIONS},
+        "gaps_hard": {n: _number(gaps["hard"][n]) for n in NOTIONS},
+        "direction": {kind: higher_group({r: float(d) for r, d in diffs[kind].items()}, group_names)
+                      for kind in diffs},
+        "undefined": undefined_reasons(cells.n, group_names),
     }
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value

@@ -1,19 +1,22 @@
-"""Tabular data with a binary sensitive attribute, and its encoding into model inputs.
+"""Tabular data with a binary sensitive attribute: the encoded splits and their feature layout.
 
-Encoding (fit on the training rows only, then applied to the test rows):
+Encoding (`robustfair.group.encoding.TableEncoder`, fit on the training rows only, then
+applied to the test rows):
 - continuous columns: standardised `(v - mean) / std` with the training mean and
   population std (a constant column keeps std 1), placed first;
 - categorical columns: one-hot blocks over the categories seen in training, in sorted
   order; a test value never seen in training encodes as an all-zero block.
 
-`FeatureLayout` records which columns are continuous and where each one-hot block lies,
-so attacks perturb only what they are allowed to (continuous coordinates by default).
+`FeatureLayout` records which columns are continuous, where each one-hot block lies and
+each continuous column's domain (raw-unit bounds, whole numbers or not, and the
+standardisation that maps raw units to inputs), so attacks perturb only what they are
+allowed to and stay in the data's domain (`robustfair.group.domain`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,23 +40,36 @@ class FeatureLayout:
 
     names: one name per column (`age`, `sex=Male`, ...). continuous: indices of the
     standardised columns. blocks: the one-hot blocks. protected_block: the name of the
-    block encoding the sensitive attribute when it is included as a feature (attacks
+    sensitive column when it is a feature (a one-hot block or a continuous column; attacks
     never change it), else None.
+    Per continuous column (aligned with `continuous`; empty when unknown): mean and std
+    of the standardisation, the domain [low, high] in raw units, and whether it holds
+    whole numbers.
     """
 
     names: tuple[str, ...]
     continuous: tuple[int, ...]
     blocks: tuple[OneHotBlock, ...]
     protected_block: str | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    integer: tuple[bool, ...] = ()
 
     @property
     def num_features(self) -> int:
         return len(self.names)
 
+    @property
+    def has_domain(self) -> bool:
+        n = len(self.continuous)
+        return all(len(v) == n for v in (self.mean, self.std, self.low, self.high, self.integer))
+
     def continuous_mask(self) -> torch.Tensor:
-        """bool [D]: True on the continuous (standardised) columns."""
+        """bool [D]: True on the continuous (standardised) columns an attack may move."""
         mask = torch.zeros(self.num_features, dtype=torch.bool)
-        mask[list(self.continuous)] = True
+        mask[[j for j in self.continuous if self.names[j] != self.protected_block]] = True
         return mask
 
     def perturbable_blocks(self) -> tuple[OneHotBlock, ...]:
@@ -82,6 +98,11 @@ class GroupData:
 
     group_names[g] names the group with s = g; label_names[k] the class with y = k.
     standardisation: {column: (mean, std)} fitted on the training rows.
+    encoder: the fitted `TableEncoder` (saved with each run, so `eval` encodes the test
+    rows exactly as in training); None for data built by hand.
+    fingerprint: {"train": sha256, "test": sha256} of the rows used (label, sensitive
+    attribute and features as read), so a run can tell whether its data changed.
+    info: how the table was read (label, positive value, binarisation, column roles).
     """
 
     name: str
@@ -93,75 +114,36 @@ class GroupData:
     label_names: tuple[str, str]
     standardisation: dict[str, tuple[float, float]]
     notes: tuple[str, ...] = ()
+    encoder: Any = None
+    fingerprint: dict[str, str] = dataclasses.field(default_factory=dict)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict:
-        """Sizes and group/label counts, for logs and results files."""
+        """Sizes, group/label counts, provenance and fingerprint, for logs and results files."""
         def counts(split: TabularSplit) -> dict:
-            return {"rows": len(split), "positive_rate": float(split.y.float().mean()),
+            return {"rows": len(split), "positive_rate": float(split.y.float().mean()) if len(split) else None,
                     **{f"s={g} ({self.group_names[g]})": int((split.s == g).sum()) for g in (0, 1)}}
-        return {"dataset": self.name, "sensitive": self.sensitive, "features": self.layout.num_features,
+        return {"dataset": self.name, "sensitive": self.sensitive, "group_names": list(self.group_names),
+                "label_names": list(self.label_names), "features": self.layout.num_features,
                 "continuous": len(self.layout.continuous), "train": counts(self.train),
-                "test": counts(self.test), "notes": list(self.notes)}
+                "test": counts(self.test), "fingerprint": dict(self.fingerprint), **self.info,
+                "notes": list(self.notes)}
 
 
 def encode_tables(train_rows: Sequence[Mapping[str, str]], test_rows: Sequence[Mapping[str, str]],
                   continuous: Sequence[str], categorical: Sequence[str],
-                  protected_block: str | None = None,
+                  protected_block: str | None = None, integer: Sequence[str] = (),
                   ) -> tuple[torch.Tensor, torch.Tensor, FeatureLayout, dict[str, tuple[float, float]]]:
     """Encode raw string rows into float32 matrices [N_train, D] and [N_test, D].
 
-    Statistics (means, stds, category lists) come from `train_rows` only. Raises
+    Statistics (means, stds, ranges, category lists) come from `train_rows` only. Raises
     DataError naming the column and value for a continuous value that is not a number.
     """
-    if not train_rows:
-        raise DataError("cannot encode an empty training table")
-    names: list[str] = []
-    train_cols: list[np.ndarray] = []
-    test_cols: list[np.ndarray] = []
-    stats: dict[str, tuple[float, float]] = {}
-    for col in continuous:
-        tr = _numbers(train_rows, col)
-        te = _numbers(test_rows, col)
-        mean = float(tr.mean())
-        std = float(tr.std())
-        std = std if std > 0 else 1.0  # a constant column stays constant (zero) instead of dividing by 0
-        stats[col] = (mean, std)
-        names.append(col)
-        train_cols.append((tr - mean) / std)
-        test_cols.append((te - mean) / std)
-    blocks: list[OneHotBlock] = []
-    for col in categorical:
-        categories = tuple(sorted({row[col] for row in train_rows}))
-        index = {c: i for i, c in enumerate(categories)}
-        start = len(names)
-        names.extend(f"{col}={c}" for c in categories)
-        blocks.append(OneHotBlock(col, start, start + len(categories), categories))
-        train_cols.extend(_one_hot(train_rows, col, index).T)
-        test_cols.extend(_one_hot(test_rows, col, index).T)
-    layout = FeatureLayout(tuple(names), tuple(range(len(continuous))), tuple(blocks), protected_block)
-    x_train = torch.from_numpy(np.stack(train_cols, axis=1).astype(np.float32))
-    x_test = torch.from_numpy(np.stack(test_cols, axis=1).astype(np.float32)) if test_rows else \
-        torch.zeros(0, len(names))
-    return x_train, x_test, layout, stats
+    from robustfair.group.encoding import TableEncoder  # encoding builds on this module's layout
 
-
-def _numbers(rows: Sequence[Mapping[str, str]], col: str) -> np.ndarray:
-    out = np.empty(len(rows), dtype=np.float64)
-    for i, row in enumerate(rows):
-        try:
-            out[i] = float(row[col])
-        except ValueError:
-            raise DataError(f"column {col!r}: {row[col]!r} is not a number (row {i})") from None
-    return out
-
-
-def _one_hot(rows: Sequence[Mapping[str, str]], col: str, index: Mapping[str, int]) -> np.ndarray:
-    out = np.zeros((len(rows), len(index)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        j = index.get(row[col])
-        if j is not None:
-            out[i, j] = 1.0
-    return out
+    encoder = TableEncoder.fit(train_rows, continuous, categorical, integer=integer, protected=protected_block)
+    x_test = encoder.encode(test_rows) if test_rows else torch.zeros(0, encoder.num_features)
+    return encoder.encode(train_rows), x_test, encoder.layout(), encoder.standardisation
 
 
 def stratified_split(y: np.ndarray, s: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

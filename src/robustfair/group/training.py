@@ -12,8 +12,9 @@ on the minibatch, x_acc = accuracy attack, x_fair = unified fairness attack (for
 - joint:    BCE(f(x_acc), y) + lam * gap(p(x_fair))     (the seed's joint training)
 
 The gap of a minibatch needs both groups in it, so batches should not be tiny (a stratum
-missing a group contributes 0). Everything is seeded by `train.seed`: initialisation,
-batch order and the attacks' random starts.
+missing a group contributes 0 to the loss; reported gaps never do, see metrics.py).
+Attacks respect the feature domain unless `attack.domain: unbounded`. Everything is
+seeded by `train.seed`: initialisation, batch order and the attacks' random starts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 from robustfair.errors import TrainingDivergedError
 from robustfair.group.attacks import accuracy_attack, fairness_attack
 from robustfair.group.config import AttackConfig, ModelConfig, TrainConfig
+from robustfair.group.domain import FeatureDomain
 from robustfair.group.metrics import fairness_gap
 from robustfair.group.models import build_group_model
 from robustfair.group.tabular import FeatureLayout, GroupData
@@ -56,11 +58,13 @@ TrainingLoss = Callable[[nn.Module, Batch, TrainingContext], tuple[torch.Tensor,
 
 
 def attack_arguments(attack: AttackConfig, layout: FeatureLayout) -> dict:
-    """Keyword arguments shared by `accuracy_attack` and `fairness_attack` for this budget."""
+    """Keyword arguments shared by `accuracy_attack` and `fairness_attack` for this budget
+    (with `attack.domain: bounded`, the layout's feature domain)."""
     return {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps, "norm": attack.norm,
             "start": attack.start, "continuous_mask": layout.continuous_mask(),
             "blocks": layout.perturbable_blocks() if attack.max_categorical_changes else (),
-            "max_categorical_changes": attack.max_categorical_changes}
+            "max_categorical_changes": attack.max_categorical_changes,
+            "domain": FeatureDomain.from_layout(layout) if attack.domain == "bounded" else None}
 
 
 def _bce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
