@@ -225,11 +225,14 @@ def test_bad_command_lines_give_one_line_naming_the_problem(stubbed_commands, ar
 # ---------------------------------------------------------------------------- unknown names
 
 @pytest.mark.parametrize("override, fragment, valid", [
-    ("data.name=imagenet21k", "data.name: unknown dataset 'imagenet21k'; valid dataset names: ", "digits"),
+    ("data.name=imagenet21k", "data.name: unknown dataset 'imagenet21k'; did you mean imagenette? valid dataset "
+     "names: ", "digits"),
     ("model.name=vit_huge", "model.name: unknown model 'vit_huge'; valid model names: ", "small_cnn"),
     ("method.name=adamw", "unknown method 'adamw'; valid method names: ", "trades"),
-    ("eval.attack=pgd21", "eval.attack: unknown attack 'pgd21'; valid attack names: ", "pgd20"),
-    ("train.val_attack=apgd", "train.val_attack: unknown attack 'apgd'; valid attack names: ", "autoattack"),
+    ("eval.attack=pgd21", "eval.attack: unknown attack 'pgd21'; did you mean pgd20, pgd10 or pgd100? valid attack "
+     "names: ", "pgd20"),
+    ("train.val_attack=apgd", "train.val_attack: unknown attack 'apgd'; did you mean pgd10, pgd20 or pgd100? valid "
+     "attack names: ", "autoattack"),
     ("eval.extra_attacks=[pgd20, square]", "eval.extra_attacks[1]: unknown attack 'square'; valid attack names: ",
      "cw20"),
 ])

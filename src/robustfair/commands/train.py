@@ -13,12 +13,25 @@ def add_parser(sub) -> None:
                        description="Train a preset (robustfair list presets) or a YAML config file. "
                                    "Overrides are dotted key=value pairs, e.g. train.epochs=5 method.beta=1.")
     p.add_argument("config", help="preset name, YAML path, or (with --resume) a run directory")
-    p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides (before or after the options)")
     p.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run directory from its last checkpoint (overrides apply, e.g. optim.lr=0.01)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(run=run)
+
+
+def split_target(first: str, rest: list[str]) -> tuple[str, list[str]]:
+    """(config, overrides) from the positional words in order: the config is the first word that is
+    not a `key=value` override, wherever it stands (`--run-dir X init_from=... PRESET` works)."""
+    from robustfair.typed_config import is_override
+
+    words = [first, *rest]
+    for i, word in enumerate(words):
+        if not is_override(word):
+            return word, words[:i] + words[i + 1:]
+    raise ConfigError("train: give a preset, a YAML file or (with --resume) a run directory besides the "
+                      "key=value overrides")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for item in [args.config, *args.overrides, args.run_dir or ""]:
         if "\x00" in item:  # no shell passes one; refuse before any path use
             raise ConfigError(f"argument {item!r}: contains a NUL character")
+    args.config, args.overrides = split_target(args.config, args.overrides)
     for item in args.overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value (for example train.epochs=5)")

@@ -50,7 +50,7 @@ from robustfair.engine.run_evaluation import (eval_attack_overrides, evaluate_mo
 from robustfair.engine.run_files import RunFileError
 from robustfair.engine.run_model import build_run_model, resolve_device
 from robustfair.engine.schedules import lr_at_epoch
-from robustfair.errors import CheckpointError, RobustfairError
+from robustfair.errors import CheckpointError, RobustfairError, RunLockedError
 from robustfair.methods import METHODS, EpochContext, TrainingMethod
 
 
@@ -86,6 +86,15 @@ class Trainer:
 
         # Everything that can be checked before the first step is checked here, cheapest first.
         check_names(config, lambda name: eval_attack_overrides(name, self.eps))
+        self._hold_run_directory()  # one writer per run: before the directory is read or written
+        try:
+            self._build(config, resume)
+        except BaseException:
+            self.run.release(refused=True)
+            raise
+
+    def _build(self, config: RunConfig, resume: bool) -> None:
+        """Everything after the run directory is held: data, model, method, optimiser, resume."""
         from_checkpoint = self.run.should_resume(resume)
         self._check_writable()
         torch.manual_seed(config.seed)
@@ -145,6 +154,20 @@ class Trainer:
     @saved_epoch.setter
     def saved_epoch(self, value: int) -> None:
         self.run.saved_epoch = value
+
+    def _hold_run_directory(self) -> None:
+        """Rank 0 takes the run's writer lock; every rank fails if it cannot (DDP: only rank 0 writes)."""
+        problem = None
+        if self.dist.is_main:
+            try:
+                self.run.hold()
+            except RobustfairError as err:
+                if not self.dist.enabled:
+                    raise
+                problem = str(err)
+        problem = dist_utils.broadcast_object(problem)
+        if problem is not None:
+            raise RunLockedError(problem)
 
     def _check_writable(self) -> None:
         """Fail now, on every rank, if rank 0 cannot write the run directory."""
@@ -279,8 +302,11 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write results.json; returns the results."""
-        with _denormals_flushed(self.device.type == "cpu"):
-            return self._fit()
+        try:
+            with _denormals_flushed(self.device.type == "cpu"):
+                return self._fit()
+        finally:
+            self.run.release()
 
     def _fit(self) -> dict[str, Any]:
         cfg = self.config
