@@ -111,7 +111,7 @@ def test_read_only_run_directory_fails_before_any_work(tmp_path, monkeypatch, ca
     assert main(["train", "digits_erm", *SMALL, "--run-dir", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"cannot write {run}: Read-only file system" in err  # the writer lock is the first file
+    assert f"cannot write {run / 'checkpoints'}: Read-only file system" in err
     assert "choose a writable --run-dir" in err
     assert loaded == []  # refused before the data was even loaded
     assert list(run.iterdir()) == []  # the probe left nothing behind

@@ -34,6 +34,16 @@ def split_target(first: str, rest: list[str]) -> tuple[str, list[str]]:
                       "key=value overrides")
 
 
+def refuse_if_being_written(run_dir: Path) -> None:
+    """RunLockedError naming the writer when another process trains `run_dir` now."""
+    from robustfair.errors import RunLockedError
+    from robustfair.run_lock import locked_message, writer_of
+
+    holder = writer_of(run_dir)
+    if holder is not None:
+        raise RunLockedError(locked_message(run_dir, holder), holder=holder)
+
+
 def run(args: argparse.Namespace) -> int:
     from robustfair.engine.config import load_config
     from robustfair.engine.trainer import load_run_config, train
@@ -52,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and target.is_dir():
         # A run directory: its saved config, with overrides (e.g. a lower optim.lr after divergence).
         run_dir = Path(args.run_dir) if args.run_dir else target
+        refuse_if_being_written(run_dir)  # before its config is read: it may not be written yet
         config = load_run_config(target, args.overrides)
     else:
         config = load_config(args.config, args.overrides)

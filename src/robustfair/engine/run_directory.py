@@ -6,7 +6,7 @@ Layout:
     metrics.jsonl        one JSON line per epoch
     checkpoints/         last.safetensors, best.safetensors
     results.json         final class-wise test results; its presence marks the run complete
-    .writer.lock         held by the one process writing the run (`run_lock`)
+    .writer.lock         held by the one process writing the run (`robustfair/run_lock.py`)
 
 One process writes a run at a time: `hold()` takes the run's writer lock before anything
 is read or written (a second writer fails at once naming the holder's PID and host), and
@@ -28,7 +28,8 @@ import torch
 import yaml
 
 import robustfair
-from robustfair.engine import run_files, run_lock
+from robustfair import run_lock
+from robustfair.engine import run_files
 from robustfair.engine.config import RunConfig, config_to_dict
 from robustfair.engine.run_files import RunFileError
 from robustfair.errors import CheckpointError, ConfigError

@@ -15,12 +15,13 @@ the preset gives it. An explicit `init_from=...` override is never rewritten.
 Cooperative workers: several `robustfair sweep` processes may run the same grid into the
 same `<out>`, on one machine or on several sharing a file system, to spread it over the
 machines at hand without a scheduler. A worker claims a run by taking its writer lock
-(`run_lock`) and holds it while training, so each run is trained by exactly one worker;
-a run another worker holds is passed over and revisited, and a hot start whose source run
-is still being trained waits for it. A worker that dies releases its lock with it (the OS
-drops the lock), and the next worker to reach that run resumes it from its last
-checkpoint. Every worker returns once the whole grid is finished (or failed), so each one
-prints the same tables.
+(`robustfair/run_lock.py`) and holds it while training, so each run is trained by exactly
+one worker; a run another worker holds is passed over and revisited, and a hot start
+whose source run is still being trained waits for it. A worker that dies releases its
+lock with it (the OS drops the lock), and the next worker to reach that run resumes it
+from its last checkpoint. Every worker returns once the whole grid is finished (or
+failed), so each one prints the same tables. A run that fails is retried by each worker
+that reaches it (each records the failure); a worker waits as long as another holds a run.
 
 The tables reuse `robustfair.report.compare`: one row per preset (in the given order) with
 mean ± sample std over its finished seeds, then per-class clean/robust errors, then the
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from robustfair.engine import run_lock
+from robustfair import run_lock
 from robustfair.errors import ConfigError, RobustfairError, RunLockedError
 
 POLL_S = 2.0  # how long a worker sleeps when only runs held by other workers remain

@@ -40,7 +40,7 @@ import robustfair
 from robustfair.engine import distributed as dist_utils
 from robustfair.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from robustfair.engine.config import RunConfig, config_to_dict, parse_config
-from robustfair.engine.divergence import NO_BAD_STEP, diverged_error, nonfinite_tensors
+from robustfair.engine.divergence import NO_BAD_STEP, diverged_error, extreme_settings, nonfinite_tensors
 from robustfair.engine.epoch_loop import epoch_line, run_epoch, to_loggable
 from robustfair.engine.preflight import check_names
 from robustfair.engine.run_data import RunData, eval_batches, input_geometry, prepare_data
@@ -247,7 +247,8 @@ class Trainer:
     def _diverged(self, what: str, epoch: int, where: str):
         return diverged_error(what=what, epoch=epoch + 1, where=where,
                               last_good=self.run.last_checkpoint if self.saved_epoch else None,
-                              last_good_epoch=self.saved_epoch or None, run_dir=self.run_dir)
+                              last_good_epoch=self.saved_epoch or None, run_dir=self.run_dir,
+                              suspects=extreme_settings(self.config))
 
     # ------------------------------------------------------------------ pieces of the loop
     def context(self, epoch: int) -> EpochContext:

@@ -1,5 +1,8 @@
 """One writer per run directory: an OS file lock held for the life of the writing process.
 
+Shared by the engine (writers: `engine/run_directory.py`, `engine/sweep.py`) and the
+readers (`report/runs.py`, `engine/evaluation.py`); the readers' side imports nothing heavy.
+
 A process that writes a run directory (`train`, `train --resume`, a sweep worker) first
 takes an exclusive `fcntl.flock` on `<run>/.writer.lock` and records its PID, host and
 start time in that file. The lock belongs to the open file, so it is released when the
@@ -35,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from robustfair.engine import run_files
 from robustfair.errors import RunLockedError
 
 LOCK_NAME = ".writer.lock"
@@ -160,7 +162,7 @@ def _missing_folders(run_dir: Path) -> list[Path]:
 def _open_locked(path: Path, deadline: float) -> int:
     """An fd of `path` holding the exclusive lock; RunLockedError if another process holds it."""
     while True:
-        fd = run_files._open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -210,10 +212,12 @@ def acquire(run_dir: str | os.PathLike, command: str = "train") -> RunLock:
         _remove_empty(created)
         raise
     except OSError as err:
+        from robustfair.engine.run_files import write_error  # the writers' one-line message and advice
+
         _remove_empty(created)
         then = ("the file system refuses locks (NFS mounted with nolock?); set ROBUSTFAIR_RUN_LOCK=off to write "
                 "without the one-writer check" if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS) else "")
-        raise run_files.write_error(err, run_dir, then) from None
+        raise write_error(err, run_dir, then) from None
     lock = RunLock(run_dir, fd, created)
     _HELD[_key(run_dir)] = lock
     return lock
@@ -255,4 +259,5 @@ def being_written_note(run_dir: str | os.PathLike) -> str | None:
     return f"{run_dir} is still being written by {holder.describe()}"
 
 
-__all__ = ["Holder", "RunLock", "acquire", "writer_of", "being_written_note", "lock_path", "LOCK_NAME", "LOCK_ENV"]
+__all__ = ["Holder", "RunLock", "acquire", "writer_of", "being_written_note", "locked_message", "lock_path", "LOCK_NAME",
+           "LOCK_ENV"]
