@@ -109,26 +109,23 @@ def _open_archive(archive: Path):
 
 
 class _Budget:
-    """Bytes written so far against the limits; raises UnsafeArchiveError past any of them."""
+    """Bytes extracted so far against the limits; raises UnsafeArchiveError past them."""
 
     def __init__(self, archive: Path, limits: ExtractionLimits):
         self.archive = archive
         self.limits = limits
-        archive_size = max(archive.stat().st_size, 1)
-        self.allowed = min(limits.max_bytes, max(int(limits.max_ratio * archive_size), limits.ratio_floor))
+        self.archive_size = archive.stat().st_size
+        self.allowed = min(limits.max_bytes, max(int(limits.max_ratio * self.archive_size), limits.ratio_floor))
         self.used = 0
 
     def take(self, count: int) -> None:
         self.used += count
         if self.used > self.allowed:
+            limits = self.limits
             raise UnsafeArchiveError(
-                f"{self.archive}: extracts more than {self.allowed:,} bytes ({self._why()}); refused as a "
-                f"possible decompression bomb, nothing was extracted")
-
-    def _why(self) -> str:
-        if self.allowed == self.limits.max_bytes:
-            return f"the limit of {self.limits.max_bytes:,} bytes"
-        return f"{self.limits.max_ratio:g} times the archive's {self.archive.stat().st_size:,} bytes"
+                f"{self.archive}: extracts more than {self.allowed:,} bytes from a {self.archive_size:,}-byte "
+                f"archive (limits: {limits.max_ratio:g} times its size past {limits.ratio_floor:,} bytes, "
+                f"{limits.max_bytes:,} bytes in all); refused as a possible decompression bomb, nothing was extracted")
 
 
 def _check_members(archive: Path, checked: list, limits: ExtractionLimits, expected_top: str | None) -> None:
