@@ -242,7 +242,7 @@ def test_a_zip_bomb_is_refused_and_the_running_count_stops_a_member_that_lies(tm
     limits = ExtractionLimits(max_ratio=10, ratio_floor=2**10)
     with pytest.raises(UnsafeArchiveError, match="possible decompression bomb"):
         safe_extract(bomb, tmp_path / "out", limits=limits)
-    assert list((tmp_path / "out").iterdir()) == []  # the staging folder is gone too
+    assert not (tmp_path / "out").exists()  # refused from the declared sizes, before anything was created
     # the bytes actually written are counted as well, in case a member's declared size lies
     budget = archive._Budget(bomb, limits)
     with zipfile.ZipFile(bomb) as zf, zf.open("top/zeros") as src, open(tmp_path / "copy", "wb") as dst:
