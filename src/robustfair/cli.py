@@ -100,6 +100,10 @@ def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status, never raises."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    nul = next((word for word in argv if "\x00" in word), None)
+    if nul is not None:  # no shell can pass one; os calls would raise ValueError on it
+        sys.stderr.write(f"robustfair: error: argument {_one_line(repr(nul))}: contains a NUL character\n")
+        return EXIT_BAD_INPUT
     if argv[:1] == ["group"]:  # the tabular group-fairness tool has its own parser
         from robustfair.commands.group import run_group
 

@@ -135,7 +135,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} not found") from None
     except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        hint = " (a run directory? continue it with --resume)" if path.is_dir() else ""
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}{hint}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not a text YAML file (a checkpoint or other binary "
+                          f"file?)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
