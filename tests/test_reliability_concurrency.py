@@ -161,9 +161,13 @@ def test_a_second_writer_fails_at_once_and_the_first_writers_files_are_intact(tm
                    f"{HOST} (train, since " in err
             assert "a second writer would corrupt it" in err
         assert snapshot(run) == before  # not a byte changed by the refused writers
-        # readers never wait: they say the run is being written
+        # readers never wait: they say the run is being written, and read what is there
         with pytest.raises(Exception, match=f"is still being written by PID {proc.pid}"):
             load_run(run)
+        assert main(["eval", str(run), "--attack", "none"]) == 0
+        assert f"robustfair: note: {run} is still being written by PID {proc.pid} on host {HOST} (train, since " \
+               in capsys.readouterr().err
+        assert snapshot(run) == before
         gate.touch()
         assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
     finally:
