@@ -266,8 +266,8 @@ def group_lines(runs):
             ["all", "", "erm", "nope"]), "--seeds": st.sampled_from(["0", "0,1", "x", ""]), "--out": paths,
         "--data-dir": paths, "--threads": st.sampled_from(["1", "0", "x"])}, ("--download", "--quiet", "--overwrite"))
     eval_ = command_lines("eval", paths, {"--data-dir": paths, "--output": files_out})
-    compare = command_lines("compare", paths, {"--notion": junk, "--format": junk, "--file": junk, "--output": files_out},
-                            ("--hard",))
+    compare = command_lines("compare", paths, {"--notion": junk, "--format": junk, "--file": junk,
+                                               "--output": files_out}, ("--hard",))
     return st.one_of(train_, eval_, compare, free_lines()).map(lambda argv: ["group", *argv])
 
 

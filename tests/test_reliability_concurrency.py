@@ -94,8 +94,10 @@ def start_gated_writer(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Pat
     proc = subprocess.Popen([sys.executable, str(script), str(gate), "train", str(config), "--run-dir", str(run),
                              "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
-    # mid-run: epoch 1 is on disk and the writer waits at the gate before epoch 2
-    wait_for(lambda: (run / "metrics.jsonl").is_file() and epochs(run) == [1], "epoch 1", proc=proc)
+    # mid-run: epoch 1 is on disk (its metrics line, then its checkpoint) and the writer waits at the
+    # gate before epoch 2, writing nothing until the gate opens
+    wait_for(lambda: (run / "metrics.jsonl").is_file() and epochs(run) == [1]
+             and (run / "checkpoints" / "last.safetensors").is_file(), "epoch 1", proc=proc)
     return proc, config, gate
 
 

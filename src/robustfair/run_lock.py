@@ -259,5 +259,5 @@ def being_written_note(run_dir: str | os.PathLike) -> str | None:
     return f"{run_dir} is still being written by {holder.describe()}"
 
 
-__all__ = ["Holder", "RunLock", "acquire", "writer_of", "being_written_note", "locked_message", "lock_path", "LOCK_NAME",
-           "LOCK_ENV"]
+__all__ = ["Holder", "RunLock", "acquire", "writer_of", "being_written_note", "locked_message", "lock_path",
+           "LOCK_NAME", "LOCK_ENV"]
