@@ -1,6 +1,6 @@
 import pytest
 
-from robustfair.engine.config import load_config, parse_config, config_to_dict
+from robustfair.engine.config import config_to_dict, list_presets, load_config, parse_config
 from robustfair.engine.schedules import lr_at_epoch
 from robustfair.engine.config import ScheduleConfig
 from robustfair.errors import ConfigError, UnknownNameError
@@ -20,7 +20,7 @@ def test_preset_loads_with_extends_and_overrides():
     (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
     (["train.epochs=abc"], "train.epochs: expected an integer"),
     (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
-    (["train.epoch=3"], "train.epoch: unknown field; valid fields of train:"),
+    (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs? valid fields of train:"),
     (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
     (["method.bogus=1"], "method (trades).bogus: unknown field"),
     (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
@@ -45,8 +45,15 @@ def test_unknown_method_lists_valid_names():
         parse_config({"method": {"name": "nonexistent"}})
 
 
-def test_unknown_preset_lists_presets():
-    with pytest.raises(ConfigError, match="presets: .*digits_erm"):
+def test_unknown_preset_suggests_the_closest_and_says_where_the_list_is():
+    with pytest.raises(ConfigError) as err:
+        load_config("digts_bat")
+    message = str(err.value)
+    assert message.startswith("unknown preset 'digts_bat' (and no such file); did you mean digits_bat, ")
+    assert message.endswith(f"({len(list_presets())} presets: robustfair list presets)")
+    assert message.count(",") < 10  # never every preset on one line
+    with pytest.raises(ConfigError, match=r"'no_such_preset' \(and no such file\); none is close \(\d+ presets: "
+                                          r"robustfair list presets\)$"):
         load_config("no_such_preset")
 
 

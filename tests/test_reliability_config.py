@@ -226,11 +226,14 @@ def test_bad_command_lines_give_one_line_naming_the_problem(stubbed_commands, ar
 # ---------------------------------------------------------------------------- unknown names
 
 @pytest.mark.parametrize("override, fragment, valid", [
-    ("data.name=imagenet21k", "data.name: unknown dataset 'imagenet21k'; valid dataset names: ", "digits"),
+    ("data.name=imagenet21k", "data.name: unknown dataset 'imagenet21k'; did you mean imagenette? valid dataset "
+     "names: ", "digits"),
     ("model.name=vit_huge", "model.name: unknown model 'vit_huge'; valid model names: ", "small_cnn"),
     ("method.name=adamw", "unknown method 'adamw'; valid method names: ", "trades"),
-    ("eval.attack=pgd21", "eval.attack: unknown attack 'pgd21'; valid attack names: ", "pgd20"),
-    ("train.val_attack=apgd", "train.val_attack: unknown attack 'apgd'; valid attack names: ", "autoattack"),
+    ("eval.attack=pgd21", "eval.attack: unknown attack 'pgd21'; did you mean pgd20, pgd10 or pgd100? valid attack "
+     "names: ", "pgd20"),
+    ("train.val_attack=apgd", "train.val_attack: unknown attack 'apgd'; did you mean pgd10, pgd20 or pgd100? valid "
+     "attack names: ", "autoattack"),
     ("eval.extra_attacks=[pgd20, square]", "eval.extra_attacks[1]: unknown attack 'square'; valid attack names: ",
      "cw20"),
 ])
@@ -296,3 +299,70 @@ def test_a_model_that_cannot_be_built_from_its_options_is_a_config_error(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "model: cannot build 'small_cnn' with options {} for this data (1 channels, size 8): __init__()" in err
+
+
+# ---------------------------------------------------------------------------- overrides anywhere, suggestions
+
+def test_overrides_are_accepted_anywhere_on_the_line(monkeypatch):
+    from robustfair.cli import parse_command_line
+
+    seen = []
+    monkeypatch.setattr("robustfair.engine.trainer.train",
+                        lambda config, run_dir, **kwargs: seen.append((config, str(run_dir))) or {})
+    line = ["train", "--run-dir", "somewhere", "init_from=runs/x", "digits_trades", "--quiet", "train.epochs=2"]
+    assert run_cli(line) == (0, "", "")
+    (config, run_dir), = seen
+    assert (config.name, run_dir, config.init_from, config.train.epochs) == ("digits_trades", "somewhere", "runs/x", 2)
+
+    args = parse_command_line(["sweep", "digits_erm", "--out", "X", "train.epochs=1", "--seeds", "2", "digits_bat"])
+    assert (args.presets, args.out, args.seeds) == (["digits_erm", "train.epochs=1", "digits_bat"], "X", "2")
+    args = parse_command_line(["compare", "a", "--format", "csv", "b"])
+    assert (args.runs, args.fmt) == (["a", "b"], "csv")
+    args = parse_command_line(["demo", "--out", "d", "train.epochs=2", "--quiet", "data.val_per_class=3"])
+    assert args.overrides == ["train.epochs=2", "data.val_per_class=3"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "digits_erm", "--run-dir", "x", "--bogus"], "robustfair train: error: unrecognized arguments: --bogus "
+                                                          "(see: robustfair train --help)"),
+    (["eval", "runs/a", "--which", "best", "runs/b"], "robustfair eval: error: unrecognized arguments: runs/b"),
+    (["train", "--quiet", "train.epochs=2"], "train: give a preset, a YAML file or (with --resume) a run directory"),
+    (["trian", "digits_erm"], "invalid choice: 'trian'; did you mean 'train'? (choose from"),
+    (["list", "preset"], "invalid choice: 'preset'; did you mean 'presets'?"),
+    (["train", "digts_bat"], "unknown preset 'digts_bat' (and no such file); did you mean digits_bat, "),
+    (["train", "digits_bat", "train.epoch=2"], "train.epoch: unknown field; did you mean epochs? valid fields"),
+    (["train", "digits_erm", "a\x00b=1"], "robustfair: error: argument 'a\\x00b=1': contains a NUL character"),
+])
+def test_command_line_mistakes_are_one_line_with_the_closest_valid_words(stubbed_commands, argv, fragment):
+    code, _, err = run_cli(argv)
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_demo_methods_suggest_the_closest():
+    from robustfair.commands.demo import selected_runs
+
+    with pytest.raises(ConfigError, match="demo --methods: unknown 'digits_bta'; did you mean digits_bat"):
+        selected_runs("digits_bta")
+
+
+def test_a_path_holding_an_equals_sign_is_a_target_not_an_override():
+    from robustfair.commands.train import split_target
+    from robustfair.typed_config import is_override
+
+    assert split_target("runs/lr=0.1", ["optim.lr=0.01"]) == ("runs/lr=0.1", ["optim.lr=0.01"])
+    assert split_target("init_from=runs/a", ["digits_bat", "seed=2"]) == ("digits_bat", ["init_from=runs/a", "seed=2"])
+    assert [is_override(w) for w in ("a.b=1", "seed=0", "runs/x=1", "=1", "a..b=1", "x.yaml")] == \
+        [True, True, False, False, True, False]
+
+
+def test_a_long_list_of_names_is_never_printed_on_one_line():
+    from robustfair.registry import unknown_name_message
+
+    names = [f"name_{i:03d}" for i in range(80)]
+    message = unknown_name_message("preset", "name_01x", names, list_command="robustfair list presets")
+    assert message == ("unknown preset 'name_01x'; did you mean name_010, name_011 or name_012? "
+                       "(80 presets: robustfair list presets)")
+    assert unknown_name_message("preset", "zzz", names, list_command="robustfair list presets") == \
+        "unknown preset 'zzz'; none is close (80 presets: robustfair list presets)"
+    assert unknown_name_message("attack", "fgms", ["fgsm", "pgd20"]) == \
+        "unknown attack 'fgms'; did you mean fgsm? valid attack names: fgsm, pgd20"

@@ -11,7 +11,7 @@ import yaml
 
 from robustfair.cli import main
 from robustfair.engine.checkpoint import load_checkpoint
-from robustfair.engine.config import load_config
+from robustfair.engine.config import list_presets, load_config
 from robustfair.engine.trainer import train
 from robustfair.errors import TrainingDivergedError
 from robustfair.methods.base import MethodOutput
@@ -126,3 +126,26 @@ def test_divergence_in_the_first_epoch_then_resume_starts_over(tmp_path, capsys)
     assert not (run / "checkpoints" / "last.safetensors").exists() and not (run / "results.json").exists()
     assert main(["train", "--resume", str(run), "optim.lr=0.01", "--quiet"]) == 0
     assert (run / "results.json").is_file() and epochs_in_metrics(run) == [1]
+    assert "the likely cause is optim.lr=1e+30 (default 0.1)" in err  # the extreme setting, named
+
+
+def test_a_divergence_from_an_extreme_setting_names_that_setting_not_the_learning_rate(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "digits_trades", *SMALL, "train.epochs=1", "method.steps=1", "method.beta=1e300",
+            "--run-dir", str(run), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("robustfair: error: non-finite loss at epoch 1, step 1 of 4")
+    assert err.rstrip().endswith("the likely cause is method.beta=1e+300 (default 6): continue with a moderate "
+                                 f"value: robustfair train --resume {run} method.beta=<moderate>")
+    assert "lower learning rate" not in err
+
+
+def test_extreme_settings_are_judged_against_their_defaults():
+    from robustfair.engine.divergence import extreme_settings
+
+    assert extreme_settings(load_config("digits_trades")) == []  # a preset's own values are never "extreme"
+    assert extreme_settings(load_config("digits_trades", ["method.beta=6e4", "optim.lr=2e7"])) == [
+        "optim.lr=2e+07 (default 0.1)", "method.beta=60000 (default 6)"]  # largest ratio first
+    assert extreme_settings(load_config("digits_trades", ["method.beta=5e4"])) == []  # under 10,000 x its default
+    assert all(extreme_settings(load_config(preset)) == [] for preset in list_presets())

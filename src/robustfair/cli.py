@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -31,11 +32,34 @@ EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
 
 
+# Commands whose list of positional words may go on after options, e.g.
+# `train PRESET --run-dir X init_from=...`, `sweep P --out X train.epochs=1`: the words
+# argparse leaves over are appended to this argument (options are still refused).
+LOOSE_WORDS = {"train": "overrides", "demo": "overrides", "sweep": "presets", "compare": "runs", "report": "runs"}
+
+_INVALID_CHOICE = re.compile(r"invalid choice: (?P<word>'.*?') \(choose from (?P<choices>.*)\)$")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line (no usage block), exit 2
-        message = " ".join(message.split())
+        message = _with_suggestion(" ".join(message.split()))
         sys.stderr.write(f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _with_suggestion(message: str) -> str:
+    """argparse's 'invalid choice' message with the closest valid choices named first."""
+    from robustfair.registry import closest_names, or_list
+
+    match = _INVALID_CHOICE.search(message)
+    if match is None:
+        return message
+    choices = re.findall(r"'([^']*)'", match["choices"])
+    close = closest_names(match["word"][1:-1], choices)
+    if not close:
+        return message
+    hint = f"; did you mean {or_list([repr(c) for c in close])}?"
+    return message[:match.start("word") + len(match["word"])] + hint + message[match.end("word"):]
 
 
 def _command_modules():
@@ -54,15 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in _command_modules():
         module.add_parser(sub)
+    parser.set_defaults(_commands=sub.choices)
     return parser
+
+
+def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed arguments; `key=value` overrides (and more run directories) may follow options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    dest = LOOSE_WORDS.get(command)
+    stray = [word for word in extra if dest is None or word.startswith("-")]
+    if stray:
+        where = args._commands.get(command, parser) if command else parser
+        where.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        setattr(args, dest, [*(getattr(args, dest) or []), *extra])
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); returns the exit status, never raises."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    nul = next((word for word in argv if "\x00" in word), None)
+    if nul is not None:  # no shell can pass one; os calls would raise ValueError on it
+        sys.stderr.write(f"robustfair: error: argument {_one_line(repr(nul))}: contains a NUL character\n")
+        return EXIT_BAD_INPUT
 
     def parse_and_run():
-        args = build_parser().parse_args(argv)
+        args = parse_command_line(argv)
         return args.run(args)
 
     return _guard(parse_and_run)

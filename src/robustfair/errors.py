@@ -33,5 +33,13 @@ class CheckpointError(RobustfairError):
     """A checkpoint that is missing, corrupt or in an unsafe format."""
 
 
+class RunLockedError(RobustfairError):
+    """Another process is writing the run directory; the message names its PID and host."""
+
+    def __init__(self, message: str, *, holder: object = None):
+        super().__init__(message)
+        self.holder = holder
+
+
 class TrainingDivergedError(RobustfairError):
     """A non-finite loss or weight; the message names the epoch and step."""

@@ -19,9 +19,19 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from robustfair.errors import ConfigError
+from robustfair.registry import closest_names, or_list
 
 _MISSING = dataclasses.MISSING
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]*)*=")
+
+
+def is_override(token: str) -> bool:
+    """Whether a command-line word is meant as a `dotted.key=value` override.
+
+    The key must look like a dotted name, so a path holding '=' (`runs/lr=0.1`) is not one.
+    """
+    return bool(_OVERRIDE_KEY.match(token))
 
 
 def param(default: Any = _MISSING, *, low: float | None = None, high: float | None = None,
@@ -142,7 +152,10 @@ def build(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
         key = unknown[0]
         shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
         where = f"{path}.{shown}" if path else shown
-        raise ConfigError(f"{where}: unknown field; valid fields{' of ' + path if path else ''}: {', '.join(sorted(fields))}")
+        close = closest_names(key, list(fields)) if isinstance(key, str) else []
+        hint = f" did you mean {or_list(close)}?" if close else ""
+        raise ConfigError(f"{where}: unknown field;{hint} valid fields{' of ' + path if path else ''}: "
+                          f"{', '.join(sorted(fields))}")
     kwargs = {}
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name

@@ -56,6 +56,7 @@ def selected_runs(spec: str) -> list[DemoRun]:
     from robustfair.engine.config import list_presets, load_raw_config
     from robustfair.errors import ConfigError
     from robustfair.methods import METHODS
+    from robustfair.registry import closest_names, or_list
 
     available = [r for r in DEMO_RUNS if r.preset in list_presets()
                  and load_raw_config(r.preset).get("method", {}).get("name") in METHODS]
@@ -64,11 +65,16 @@ def selected_runs(spec: str) -> list[DemoRun]:
     if spec == "all":
         return available
     wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    valid = ["default", "all", *(r.preset for r in available)]
+    if not wanted:
+        raise ConfigError(f"demo --methods: {spec!r} names no method; give default, all, or a comma list of "
+                          f"{', '.join(valid[2:])}")
     by_key = {**{r.preset: r for r in available}, **{r.label: r for r in available}}
     unknown = [w for w in wanted if w not in by_key]
     if unknown:
-        raise ConfigError(f"demo --methods: unknown {', '.join(unknown)}; valid: default, all, "
-                          f"{', '.join(r.preset for r in available)}")
+        close = closest_names(unknown[0], list(by_key))
+        hint = f"; did you mean {or_list(close)}?" if close else ";"
+        raise ConfigError(f"demo --methods: unknown {', '.join(map(repr, unknown))}{hint} valid: {', '.join(valid)}")
     chosen = [by_key[w] for w in wanted]
     for r in list(chosen):  # a fine-tune needs its hot start
         if r.hot_start_from and r.hot_start_from not in [c.preset for c in chosen]:

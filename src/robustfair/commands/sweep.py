@@ -3,7 +3,9 @@
 Runs go to `<out>/<preset>/seed<k>` (k = 0 .. N-1, or the list given to --seeds), trained
 with `seed=k` plus the shared key=value overrides; finished runs are skipped, interrupted
 ones resumed, and hot-start presets (FRL, FAAL: `init_from: .../<source preset>`) chain onto
-the same seed's run of their source preset when it is in the sweep. Afterwards the summary
+the same seed's run of their source preset when it is in the sweep. Several sweep processes
+may run the same command (one machine or several sharing the file system): they split the
+grid between them, each run trained by exactly one (see `engine/sweep.py`). Afterwards the summary
 (mean ± std over seeds), per-class and training-time tables are printed and, with
 --table, written to a file. `--table-only` prints the tables of what has finished.
 
@@ -29,9 +31,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="train presets x seeds (skipping finished runs) and tabulate mean ± std",
                        description="Train every preset with every seed into OUT/<preset>/seed<k>, skip finished "
                                    "runs, resume interrupted ones, chain hot starts (init_from) onto the same "
-                                   "seed's source run, then print one comparison table (mean ± std over seeds).")
+                                   "seed's source run, then print one comparison table (mean ± std over seeds). "
+                                   "Start the same command several times (or on several machines sharing OUT) "
+                                   "to split the grid between workers: each run is trained exactly once.")
     p.add_argument("presets", nargs="+", metavar="PRESET|key=value",
-                   help="presets or YAML files, then key=value overrides applied to every run")
+                   help="presets or YAML files, and key=value overrides applied to every run (anywhere on the line)")
     p.add_argument("--seeds", default="3",
                    help="N (seeds 0..N-1) or a comma list of seeds (e.g. 0,1,2); default 3")
     p.add_argument("--out", help="sweep directory (default: runs/sweep/<first preset>)")
@@ -98,10 +102,12 @@ def parse_seeds(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from robustfair.engine.sweep import preset_label, run_sweep, sweep_table
 
-    presets = [item for item in args.presets if "=" not in item]
-    overrides = [item for item in args.presets if "=" in item]
+    from robustfair.typed_config import is_override
+
+    presets = [item for item in args.presets if not is_override(item)]
+    overrides = [item for item in args.presets if is_override(item)]
     if not presets:
-        raise ConfigError("sweep: give at least one preset before the key=value overrides")
+        raise ConfigError("sweep: give at least one preset besides the key=value overrides")
     seeds = parse_seeds(args.seeds)
     out = Path(args.out) if args.out else Path("runs") / "sweep" / preset_label(presets[0])
     if args.threads is not None:
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_sweep(presets, seeds, out, overrides, quiet=not args.verbose,
                             log=lambda line: print(line, file=sys.stderr, flush=True))
         failed = outcome.failed
-        print(f"sweep {out}: {len(outcome.trained)} trained, {len(outcome.resumed)} resumed, "
+        others = f", {len(outcome.elsewhere)} by other workers" if outcome.elsewhere else ""
+        print(f"sweep {out}: {len(outcome.trained)} trained, {len(outcome.resumed)} resumed{others}, "
               f"{len(outcome.skipped)} skipped, {len(failed)} failed", file=sys.stderr)
     text = sweep_table(presets, seeds, out, fmt=args.fmt, which=args.which, attack=args.attack,
                        baseline=preset_label(args.baseline) if args.baseline else None)
@@ -132,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.table}", file=sys.stderr)
     for run_dir, message in failed.items():
         print(f"robustfair: failed run {run_dir}: {message}", file=sys.stderr)
-    return 2 if failed else 0
+    if failed:
+        raise ConfigError(f"sweep: {len(failed)} run{'s' if len(failed) > 1 else ''} failed (listed above); "
+                          f"fix the cause and run the same command again to finish them")
+    return 0
 
 
 def slurm_options(args: argparse.Namespace):

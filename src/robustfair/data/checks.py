@@ -1,4 +1,9 @@
-"""Option checks shared by the readers and loaders: one-line ConfigErrors naming the field."""
+"""Checks shared by the readers and loaders.
+
+Options: one-line ConfigErrors naming the field. File contents: one-line DataErrors naming
+the file and what is wrong (labels that are not integers in range, a file that is not
+the format its name says).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import math
 import numbers
 from typing import Any, Sequence
 
-from robustfair.errors import ConfigError
+import numpy as np
+
+from robustfair.errors import ConfigError, DataError
 
 
 def check_int(field: str, value: Any, *, low: int | None = None) -> int:
@@ -35,3 +42,45 @@ def check_choice(field: str, value: Any, choices: Sequence[Any]) -> Any:
     if value not in choices:
         raise ConfigError(f"{field}: {value!r} is not allowed; valid values: {', '.join(map(str, choices))}")
     return value
+
+
+def check_labels(values: Any, where: str, num_classes: int | None = None) -> np.ndarray:
+    """int64 [N] labels from `values`, or DataError naming `where`.
+
+    Labels must be integers: integer arrays, or floats with integral values (MATLAB files
+    store doubles); strings, booleans, fractions (0.5 is not truncated to 0) and objects are
+    refused. With `num_classes`, every label must lie in [0, num_classes).
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as err:
+        raise DataError(f"{where}: labels are not an array of integers ({err})") from None
+    if array.ndim != 1:
+        array = array.reshape(-1) if array.ndim == 2 and 1 in array.shape else array
+    if array.ndim != 1:
+        raise DataError(f"{where}: labels must be a 1-D list, got shape {array.shape}")
+    kind = array.dtype.kind
+    if kind == "f":
+        fractional = ~np.isfinite(array) | (array != np.round(array))
+        if fractional.any():
+            raise DataError(f"{where}: labels must be integers, found {array[fractional][0].item()!r} "
+                            f"({int(fractional.sum())} such labels)")
+    elif kind not in "iu":
+        example = array.reshape(-1)[0].item() if array.size else None
+        what = {"U": "strings", "S": "byte strings", "b": "booleans", "O": "objects"}.get(kind, f"dtype {array.dtype}")
+        raise DataError(f"{where}: labels must be integers, found {what} (e.g. {example!r})")
+    labels = array.astype(np.int64)
+    if num_classes is not None and labels.size:
+        bad = (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            raise DataError(f"{where}: {int(bad.sum())} labels out of range [0, {num_classes}), e.g. "
+                            f"{np.unique(labels[bad])[:5].tolist()}")
+    return labels
+
+
+def check_magic(path: Any, data: bytes, magics: Sequence[bytes], what: str) -> None:
+    """DataError unless `data` (the file's first bytes) starts with one of `magics`."""
+    if not any(data.startswith(m) for m in magics):
+        head = data[:16]
+        looks = "text" if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
+        raise DataError(f"{path}: not {what} (it starts with {looks} {head!r}{'...' if len(data) > 16 else ''})")

@@ -33,9 +33,16 @@ def decode_image(source: str | os.PathLike | bytes, *, channels: int = 3,
             if size is not None:
                 img = _resize_center_crop(img, size)
             pixels = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # Pillow signals a bad file in many ways (OSError, SyntaxError, bomb, ...)
         where = "image bytes" if stream is not source else str(source)
-        raise DataError(f"cannot decode {where}: {err}") from None
+        if isinstance(err, Image.DecompressionBombError):
+            raise DataError(f"{where}: image too large to decode safely ({' '.join(str(err).split())})") from None
+        if isinstance(err, OSError) and err.errno is not None and not isinstance(err, UnidentifiedImageError):
+            raise  # the disk or the file system, not the image
+        detail = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"cannot decode {where}: {detail}") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from robustfair.errors import ConfigError
+from robustfair.errors import ConfigError, UnknownNameError
+from robustfair.registry import unknown_name_message
 from robustfair.typed_config import apply_overrides, build, param, to_dict
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "configs"
@@ -149,9 +150,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found; presets: {', '.join(list_presets())}") from None
+        raise ConfigError(f"config file {str(path)!r} not found") from None
     except OSError as err:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        hint = " (a run directory? continue it with --resume)" if path.is_dir() else ""
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}{hint}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not a text YAML file (a checkpoint or other binary "
+                          f"file?)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -177,7 +182,9 @@ def find_config(name_or_path: str) -> Path:
     preset = PRESET_DIR / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
-    raise ConfigError(f"unknown preset {name_or_path!r} (and no such file); presets: {', '.join(list_presets())}")
+    message = unknown_name_message("preset", name_or_path, list_presets(), list_command="robustfair list presets")
+    head = f"unknown preset {name_or_path!r}"
+    raise UnknownNameError(head + " (and no such file)" + message[len(head):])
 
 
 def parse_config(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:

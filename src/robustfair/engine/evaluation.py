@@ -19,6 +19,7 @@ def load_model_from_checkpoint(target: str | Path, *, which: str = "last", devic
     from robustfair.engine.run_model import build_run_model, check_factory_source, resolve_device
 
     path = resolve_checkpoint(target, which)
+    _note_if_being_written(path)
     state = load_checkpoint(path)
     if "config" not in state:
         raise CheckpointError(f"{str(path)!r} holds weights only; evaluate it through a run directory "
@@ -34,6 +35,17 @@ def load_model_from_checkpoint(target: str | Path, *, which: str = "last", devic
     _load_weights(model, state, path)
     model.eval()
     return model, config, data, dev
+
+
+def _note_if_being_written(checkpoint: Path) -> None:
+    """A note when the checkpoint's run is being trained now (the read never waits: checkpoints are
+    replaced atomically, so this reads a whole one, possibly not the last)."""
+    from robustfair.run_lock import being_written_note
+
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    writing = being_written_note(run_dir)
+    if writing:
+        print(f"robustfair: note: {writing}; evaluating its checkpoint as it is now", file=sys.stderr, flush=True)
 
 
 def _load_weights(model, state: dict, path) -> None:

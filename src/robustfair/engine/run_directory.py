@@ -6,7 +6,11 @@ Layout:
     metrics.jsonl        one JSON line per epoch
     checkpoints/         last.safetensors, best.safetensors
     results.json         final class-wise test results; its presence marks the run complete
+    .writer.lock         held by the one process writing the run (`robustfair/run_lock.py`)
 
+One process writes a run at a time: `hold()` takes the run's writer lock before anything
+is read or written (a second writer fails at once naming the holder's PID and host), and
+the lock goes with the process, so a killed writer never blocks the next `--resume`.
 Every write goes through `run_files` (atomic, or rolled back) inside `writing()`, which
 turns a failed write into one line saying what state the run is in and how to continue.
 """
@@ -24,6 +28,7 @@ import torch
 import yaml
 
 import robustfair
+from robustfair import run_lock
 from robustfair.engine import run_files
 from robustfair.engine.config import RunConfig, config_to_dict
 from robustfair.engine.run_files import RunFileError
@@ -37,6 +42,20 @@ class RunDirectory:
         self.path = Path(path)
         self.log = log
         self.saved_epoch = 0
+        self._lock: run_lock.RunLock | None = None
+
+    # ------------------------------------------------------------------ one writer
+    def hold(self, command: str = "train") -> None:
+        """Take the run's writer lock (RunLockedError if another process writes it); creates the folder."""
+        if self._lock is None:
+            self._lock = run_lock.acquire(self.path, command)
+
+    def release(self, *, refused: bool = False) -> None:
+        """Let go of the writer lock; refused: the run never began, so remove the folders that
+        `hold` created if they are still empty."""
+        if self._lock is not None:
+            self._lock.release(remove_if_unused=refused)
+            self._lock = None
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -12,6 +12,17 @@ starts from `<out>/<source>/seed<k>` (the same seed's run), and sources are trai
 the runs that chain onto them. When the source is not in the sweep, `init_from` is left as
 the preset gives it. An explicit `init_from=...` override is never rewritten.
 
+Cooperative workers: several `robustfair sweep` processes may run the same grid into the
+same `<out>`, on one machine or on several sharing a file system, to spread it over the
+machines at hand without a scheduler. A worker claims a run by taking its writer lock
+(`robustfair/run_lock.py`) and holds it while training, so each run is trained by exactly
+one worker; a run another worker holds is passed over and revisited, and a hot start
+whose source run is still being trained waits for it. A worker that dies releases its
+lock with it (the OS drops the lock), and the next worker to reach that run resumes it
+from its last checkpoint. Every worker returns once the whole grid is finished (or
+failed), so each one prints the same tables. A run that fails is retried by each worker
+that reaches it (each records the failure); a worker waits as long as another holds a run.
+
 The tables reuse `robustfair.report.compare`: one row per preset (in the given order) with
 mean ± sample std over its finished seeds, then per-class clean/robust errors, then the
 training and wall time per preset (wall: meta.json to results.json modification times).
@@ -26,7 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from robustfair.errors import ConfigError, RobustfairError
+from robustfair import run_lock
+from robustfair.errors import ConfigError, RobustfairError, RunLockedError
+
+POLL_S = 2.0  # how long a worker sleeps when only runs held by other workers remain
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class SweepOutcome:
     trained: list[Path] = field(default_factory=list)
     resumed: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    elsewhere: list[Path] = field(default_factory=list)  # finished by another worker while this one ran
     failed: dict[Path, str] = field(default_factory=dict)
 
 
@@ -143,41 +158,110 @@ def _source_first(labels: Sequence[str], sources: dict[str, str | None]) -> list
 
 
 def run_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path, overrides: Sequence[str] = (),
-              *, quiet: bool = True, log: Callable[[str], None] = print) -> SweepOutcome:
+              *, quiet: bool = True, log: Callable[[str], None] = print, poll_s: float = POLL_S) -> SweepOutcome:
     """Train every unfinished run of the grid (see the module docstring); returns what happened.
 
+    Cooperative: other workers may train the same grid at the same time. A run another
+    worker holds is passed over and revisited, a hot start whose source run is still being
+    trained waits for it, and the call returns once every run of the grid is finished or
+    failed (sleeping `poll_s` seconds between passes when only other workers' runs remain).
     A run that fails (any RobustfairError) is recorded in `failed` and the sweep goes on;
-    runs that hot-start from a failed or missing source run are recorded as failed too.
+    runs that hot-start from a failed source run are recorded as failed too.
     """
-    from robustfair.engine.config import load_config
-    from robustfair.engine.trainer import train
-
-    preset_by_label = {preset_label(p): p for p in presets}
-    outcome = SweepOutcome()
     plan = plan_sweep(presets, seeds, out, overrides)
-    for index, run in enumerate(plan, 1):
-        where = f"[{index}/{len(plan)}] {run.preset} seed {run.seed}"
+    worker = _Worker(plan, {preset_label(p): p for p in presets}, out, quiet, log)
+    pending = list(enumerate(plan, 1))
+    while pending:
+        before = len(pending)
+        pending = [(index, run) for index, run in pending if not worker.attempt(index, run)]
+        if pending and len(pending) == before:  # only runs other workers hold: give them time
+            time.sleep(poll_s)
+    return worker.outcome
+
+
+class _Worker:
+    """One sweep process's view of the grid: what it has done and what it is waiting for."""
+
+    def __init__(self, plan: list[SweepRun], preset_by_label: dict[str, str], out: str | Path, quiet: bool,
+                 log: Callable[[str], None]):
+        self.total = len(plan)
+        self.preset_by_label = preset_by_label
+        self.out = out
+        self.quiet = quiet
+        self.log = log
+        self.outcome = SweepOutcome()
+        self.deferred: set[Path] = set()  # runs passed over at least once (another worker had them)
+        self.said: dict[Path, str] = {}  # the last waiting note logged per run, so each is logged once
+
+    def attempt(self, index: int, run: SweepRun) -> bool:
+        """Settle `run` (trained, resumed, skipped, failed) and return True, or False to come back later."""
+        where = f"[{index}/{self.total}] {run.preset} seed {run.seed}"
         if run.finished:
-            outcome.skipped.append(run.run_dir)
-            log(f"{where}: finished, skipped ({run.run_dir})")
-            continue
-        if run.source is not None and not run_dir_for(out, run.source, run.seed).joinpath("results.json").is_file():
-            outcome.failed[run.run_dir] = f"its hot-start source {run.source} seed {run.seed} did not finish"
-            log(f"{where}: not run, {outcome.failed[run.run_dir]}")
-            continue
+            return self._finished_elsewhere(run, where)
+        waiting = self._source_not_ready(run, where)
+        if waiting is not None:
+            return waiting
+        try:
+            claim = run_lock.acquire(run.run_dir, "sweep worker")
+        except RunLockedError as err:
+            self._wait(run, where, f"being trained by {err.holder.describe()}; coming back to it")
+            return False
+        except RobustfairError as err:
+            return self._fail(run, where, str(err))
+        with claim:
+            if run.finished:  # finished by another worker between the check above and the claim
+                return self._finished_elsewhere(run, where)
+            return self._train(run, where)
+
+    def _finished_elsewhere(self, run: SweepRun, where: str) -> bool:
+        if run.run_dir in self.deferred:
+            self.outcome.elsewhere.append(run.run_dir)
+            self.log(f"{where}: finished by another worker ({run.run_dir})")
+        else:
+            self.outcome.skipped.append(run.run_dir)
+            self.log(f"{where}: finished, skipped ({run.run_dir})")
+        return True
+
+    def _source_not_ready(self, run: SweepRun, where: str) -> bool | None:
+        """None when `run` may start; else False (wait for its hot-start source) or True (failed)."""
+        if run.source is None:
+            return None
+        source = run_dir_for(self.out, run.source, run.seed)
+        if (source / "results.json").is_file():
+            return None
+        if source in self.outcome.failed:
+            return self._fail(run, where, f"its hot-start source {run.source} seed {run.seed} did not finish")
+        if source not in self.deferred and run_lock.writer_of(source) is None:
+            return self._fail(run, where, f"its hot-start source {run.source} seed {run.seed} did not finish")
+        self._wait(run, where, f"waiting for its hot-start source {run.source} seed {run.seed}")
+        return False
+
+    def _wait(self, run: SweepRun, where: str, note: str) -> None:
+        self.deferred.add(run.run_dir)
+        if self.said.get(run.run_dir) != note:
+            self.said[run.run_dir] = note
+            self.log(f"{where}: {note}")
+
+    def _fail(self, run: SweepRun, where: str, message: str) -> bool:
+        self.outcome.failed[run.run_dir] = message
+        self.log(f"{where}: {'not run' if 'hot-start source' in message else 'failed'}: {message}")
+        return True
+
+    def _train(self, run: SweepRun, where: str) -> bool:
+        from robustfair.engine.config import load_config
+        from robustfair.engine.trainer import train
+
         resume = run.started
-        log(f"{where}: {'resuming' if resume else 'training'} -> {run.run_dir}")
+        self.log(f"{where}: {'resuming' if resume else 'training'} -> {run.run_dir}")
         start = time.perf_counter()
         try:
-            config = load_config(preset_by_label[run.preset], run.overrides)
-            train(config, run.run_dir, resume=resume, quiet=quiet)
+            config = load_config(self.preset_by_label[run.preset], run.overrides)
+            train(config, run.run_dir, resume=resume, quiet=self.quiet)
         except RobustfairError as err:
-            outcome.failed[run.run_dir] = str(err)
-            log(f"{where}: failed: {err}")
-            continue
-        (outcome.resumed if resume else outcome.trained).append(run.run_dir)
-        log(f"{where}: done in {time.perf_counter() - start:.0f} s")
-    return outcome
+            return self._fail(run, where, str(err))
+        (self.outcome.resumed if resume else self.outcome.trained).append(run.run_dir)
+        self.log(f"{where}: done in {time.perf_counter() - start:.0f} s")
+        return True
 
 
 def sweep_groups(presets: Sequence[str], seeds: Sequence[int], out: str | Path):

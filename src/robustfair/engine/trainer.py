@@ -43,7 +43,7 @@ import robustfair
 from robustfair.engine import distributed as dist_utils
 from robustfair.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from robustfair.engine.config import RunConfig, config_to_dict, parse_config
-from robustfair.engine.divergence import NO_BAD_STEP, diverged_error, nonfinite_tensors
+from robustfair.engine.divergence import NO_BAD_STEP, diverged_error, extreme_settings, nonfinite_tensors
 from robustfair.engine.epoch_loop import epoch_line, run_epoch, to_loggable
 from robustfair.engine.preflight import check_names
 from robustfair.engine.run_data import RunData, eval_batches, input_geometry, prepare_data
@@ -56,7 +56,7 @@ from robustfair.engine.user_objects import as_run_config, resolve_user_objects
 from robustfair.engine.schedules import lr_at_epoch
 from robustfair.engine.tensorboard_log import check_available as check_log_targets
 from robustfair.engine.tensorboard_log import open_epoch_log
-from robustfair.errors import CheckpointError, RobustfairError
+from robustfair.errors import CheckpointError, RobustfairError, RunLockedError
 from robustfair.methods import METHODS, EpochContext, TrainingMethod
 from robustfair.methods.hooks import epoch_context
 from robustfair.models import is_factory_path
@@ -109,6 +109,15 @@ class Trainer:
                     data_given=splits is not None)
         check_log_targets(config.train.log)  # train.log=[jsonl,tensorboard] without tensorboard installed
         self.epoch_log = None  # the TensorBoard writer while fit() runs (rank 0, train.log names tensorboard)
+        self._hold_run_directory()  # one writer per run: before the directory is read or written
+        try:
+            self._build(config, resume, model, splits)
+        except BaseException:
+            self.run.release(refused=True)
+            raise
+
+    def _build(self, config: RunConfig, resume: bool, model: nn.Module | None, splits) -> None:
+        """Everything after the run directory is held: data, model, method, optimiser, resume."""
         from_checkpoint = self.run.should_resume(resume)
         self._check_writable()
         torch.manual_seed(config.seed)
@@ -126,14 +135,15 @@ class Trainer:
                                                                     num_classes=self.data.num_classes)
         self.optimizer = torch.optim.SGD(self.core.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
                                          weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov)
-        model: nn.Module = self.core
+        wrapped: nn.Module = self.core
         if config.train.compile:
-            model = torch.compile(model)
+            wrapped = torch.compile(wrapped)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.model = model
+            wrapped = DistributedDataParallel(wrapped,
+                                              device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.model = wrapped
 
         from robustfair.data import DeviceLoader
 
@@ -176,6 +186,20 @@ class Trainer:
     @saved_epoch.setter
     def saved_epoch(self, value: int) -> None:
         self.run.saved_epoch = value
+
+    def _hold_run_directory(self) -> None:
+        """Rank 0 takes the run's writer lock; every rank fails if it cannot (DDP: only rank 0 writes)."""
+        problem = None
+        if self.dist.is_main:
+            try:
+                self.run.hold()
+            except RobustfairError as err:
+                if not self.dist.enabled:
+                    raise
+                problem = str(err)
+        problem = dist_utils.broadcast_object(problem)
+        if problem is not None:
+            raise RunLockedError(problem)
 
     def _check_writable(self) -> None:
         """Fail now, on every rank, if rank 0 cannot write the run directory."""
@@ -255,7 +279,8 @@ class Trainer:
     def _diverged(self, what: str, epoch: int, where: str):
         return diverged_error(what=what, epoch=epoch + 1, where=where,
                               last_good=self.run.last_checkpoint if self.saved_epoch else None,
-                              last_good_epoch=self.saved_epoch or None, run_dir=self.run_dir)
+                              last_good_epoch=self.saved_epoch or None, run_dir=self.run_dir,
+                              suspects=extreme_settings(self.config))
 
     # ------------------------------------------------------------------ pieces of the loop
     def context(self, epoch: int) -> EpochContext:
@@ -302,8 +327,11 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write results.json; returns the results."""
-        with _denormals_flushed(self.device.type == "cpu"), self._opened_epoch_log():
-            return self._fit()
+        try:
+            with _denormals_flushed(self.device.type == "cpu"), self._opened_epoch_log():
+                return self._fit()
+        finally:
+            self.run.release()
 
     @contextmanager
     def _opened_epoch_log(self) -> Iterator[None]:

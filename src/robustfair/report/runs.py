@@ -4,19 +4,22 @@ A run directory (written by `robustfair.engine`) holds `config.yaml`, `meta.json
 `metrics.jsonl` (one JSON record per epoch), `results.json` (class-wise test results of
 the last model, the best-on-validation one under "best", extra attacks under
 "extra_attacks", sanity checks under "sanity") and, after `robustfair analyze`,
-`analysis.json`. Only results.json is required here.
+`analysis.json`. Only results.json is required here. Reading never waits for a run
+that is being trained; a note on stderr says when a writer holds it (`robustfair/run_lock.py`).
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from robustfair.run_lock import being_written_note
 from robustfair.errors import DataError
 
 WHICH = ("last", "best")
@@ -110,8 +113,11 @@ def load_run(path: str | Path) -> RunRecord:
         raise DataError(f"{str(path)!r} is not a run directory")
     results_path = path / "results.json"
     if not results_path.is_file():
-        hint = " (training has not finished)" if (path / "config.yaml").is_file() else ""
+        writing = being_written_note(path)
+        hint = f" ({writing}: training has not finished)" if writing else \
+            " (training has not finished)" if (path / "config.yaml").is_file() else ""
         raise DataError(f"{str(path)!r} has no results.json{hint}")
+    note_if_being_written(path)
     results = _read_json(results_path)
     if not isinstance(results, dict) or "summary" not in results or "per_class" not in results:
         raise DataError(f"{str(results_path)!r} is not a class-wise results file (no summary / per_class)")
@@ -157,6 +163,10 @@ def expand_run_paths(patterns: Sequence[str]) -> list[Path]:
         if glob.has_magic(pattern):
             matches = [Path(p) for p in sorted(glob.glob(pattern))]
             runs = [p for p in matches if (p / "results.json").is_file()]
+            for unfinished in (p for p in matches if p.is_dir() and p not in runs):
+                writing = being_written_note(unfinished)
+                if writing:
+                    _note(f"left out {unfinished}: {writing} (no results yet)")
             if not runs:
                 raise DataError(f"{pattern!r} matches no finished run directory (none holds results.json)")
             found.extend(runs)
@@ -170,6 +180,18 @@ def expand_run_paths(patterns: Sequence[str]) -> list[Path]:
             seen.add(key)
             unique.append(path)
     return unique
+
+
+def _note(text: str) -> None:
+    print(f"robustfair: note: {text}", file=sys.stderr, flush=True)
+
+
+def note_if_being_written(path: Path) -> None:
+    """A note on stderr when a writer holds the run: its files may change while they are read.
+    Readers never wait for the writer (see robustfair/run_lock.py)."""
+    writing = being_written_note(path)
+    if writing:
+        _note(f"{writing}; what is read now may change")
 
 
 def load_runs(patterns: Sequence[str]) -> list[RunRecord]:

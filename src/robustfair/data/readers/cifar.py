@@ -16,12 +16,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from robustfair.data.checks import check_choice
+from robustfair.data.checks import check_choice, check_labels
+from robustfair.data.archive import ARCHIVE_ERRORS, damaged_archive
 from robustfair.data.dataset import ArrayDataset, DatasetSplits
 from robustfair.data.locate import locate_file, search_dirs
 from robustfair.data.safe_pickle import restricted_loads
 from robustfair.data.sources import REMOTE_FILES
 from robustfair.errors import DataError
+
+_MAX_MEMBER_BYTES = 2**30  # the largest official batch (CIFAR-100 train) is about 155 MB
 
 _LAYOUT = {
     "cifar10": {"folder": "cifar-10-batches-py", "name": "CIFAR-10", "meta": "batches.meta",
@@ -62,10 +65,17 @@ def _read_from_tar(archive: Path, wanted: dict[str, str]) -> dict[str, bytes]:
                     continue
                 if not info.isfile():
                     raise DataError(f"{archive}: member {info.name!r} is not a regular file")
+                if info.size > _MAX_MEMBER_BYTES:
+                    raise DataError(f"{archive}: member {info.name!r} declares {info.size:,} bytes, more than any "
+                                    f"CIFAR batch ({_MAX_MEMBER_BYTES:,}); refused")
                 with tar.extractfile(info) as stream:
                     found[short] = stream.read()
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise DataError(f"{archive}: unreadable tar archive: {err}") from None
+    except ARCHIVE_ERRORS as err:
+        raise damaged_archive(archive, err) from None
+    except OSError as err:
+        if err.errno is not None:
+            raise
+        raise damaged_archive(archive, err) from None
     missing = sorted(set(wanted) - {k for k, v in wanted.items() if v in found})
     if missing:
         raise DataError(f"{archive}: members missing: {missing}")
@@ -79,22 +89,24 @@ def _as_str_keys(obj: Any, where: str) -> dict[str, Any]:
 
 
 def _names(values: Any, where: str) -> list[str]:
-    if not isinstance(values, (list, tuple)):
-        raise DataError(f"{where}: class names must be a list")
+    if not isinstance(values, (list, tuple)) or not values:
+        raise DataError(f"{where}: class names must be a non-empty list")
     return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _read_batches(read: Callable[[str], bytes], members: list[str], label_key: str,
-                  where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_batches(read: Callable[[str], bytes], members: list[str], label_key: str, where: str,
+                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for member in members:
-        batch = _as_str_keys(restricted_loads(read(member)), f"{where}/{member}")
+        batch = _as_str_keys(restricted_loads(read(member), f"{where}/{member}"), f"{where}/{member}")
         data, labels = batch.get("data"), batch.get(label_key)
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{where}/{member}: 'data' must be a uint8 [N, 3072] array")
-        labels = np.asarray(labels, dtype=np.int64)
+        if labels is None:
+            raise DataError(f"{where}/{member}: no {label_key!r} entry")
+        labels = check_labels(labels, f"{where}/{member} ({label_key!r})", num_classes)
         if labels.shape != (data.shape[0],):
-            raise DataError(f"{where}/{member}: {labels.shape} labels for {data.shape[0]} images")
+            raise DataError(f"{where}/{member}: {labels.shape[0]} labels for {data.shape[0]} images")
         xs.append(data.reshape(-1, 3, 32, 32))
         ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)
@@ -103,11 +115,12 @@ def _read_batches(read: Callable[[str], bytes], members: list[str], label_key: s
 def _load(dataset: str, root, download: bool, label_key: str, names_key: str, display: str) -> DatasetSplits:
     layout = _LAYOUT[dataset]
     read, where = _member_reader(dataset, root, download)
-    meta = _as_str_keys(restricted_loads(read(layout["meta"])), f"{where}/{layout['meta']}")
-    classes = _names(meta.get(names_key), f"{where}/{layout['meta']}")
+    meta_where = f"{where}/{layout['meta']}"
+    meta = _as_str_keys(restricted_loads(read(layout["meta"]), meta_where), meta_where)
+    classes = _names(meta.get(names_key), meta_where)
     splits = []
     for split in ("train", "test"):
-        x, y = _read_batches(read, layout[split], label_key, where)
+        x, y = _read_batches(read, layout[split], label_key, where, len(classes))
         splits.append(ArrayDataset(x, y, classes, name=display, info={"split": split, "source": where}))
     return DatasetSplits(*splits)
 

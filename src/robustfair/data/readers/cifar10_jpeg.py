@@ -15,10 +15,12 @@ changed archive never reads a stale cache. Looked up in `root`, else `$ROBUSTFAI
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from robustfair.data.checks import check_labels, check_magic
 from robustfair.data.dataset import ArrayDataset, DatasetSplits
 from robustfair.data.decoded_cache import load_or_build
 from robustfair.data.download import file_digest, verify_file
@@ -32,24 +34,50 @@ _KEYS = ("classes", "train_jpeg", "train_offsets", "train_labels", "test_jpeg", 
 
 
 def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    with open(path, "rb") as stream:
+        check_magic(path, stream.read(64), (b"PK\x03\x04", b"PK\x05\x06"), "a NumPy .npz archive")
     try:
+        _check_expansion(path)
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in _KEYS if k not in archive.files]
             if missing:
                 raise DataError(f"{path}: not in the cifar10_jpeg layout; missing arrays {missing}")
             return {k: archive[k] for k in _KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: cannot read NumPy archive: {err}") from None
+    except (ValueError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
+        raise DataError(f"{path}: damaged NumPy archive ({type(err).__name__}: {' '.join(str(err).split())})") from None
+    except OSError as err:
+        if err.errno is not None:
+            raise
+        raise DataError(f"{path}: damaged NumPy archive ({' '.join(str(err).split())})") from None
+
+
+def _check_expansion(path: Path, max_ratio: float = 100.0) -> None:
+    """DataError if the archive's arrays would expand to more than `max_ratio` times its size
+    (a few MB of zeros can declare gigabytes); JPEG bytes barely compress."""
+    with zipfile.ZipFile(path) as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    allowed = max_ratio * path.stat().st_size + 2**20
+    if declared > allowed:
+        raise DataError(f"{path}: its arrays declare {declared:,} bytes, more than {max_ratio:g} times the "
+                        f"file's size; refused as a possible decompression bomb")
 
 
 def decode_jpeg_split(jpeg: np.ndarray, offsets: np.ndarray, where: str) -> np.ndarray:
     """uint8 [N, 3, H, W] from concatenated JPEG bytes and their int64 [N + 1] offsets."""
-    offsets = np.asarray(offsets, dtype=np.int64)
+    if jpeg.dtype != np.uint8 or jpeg.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise DataError(f"{where}: expected uint8 [bytes] JPEG data and integer offsets, got {jpeg.dtype} "
+                        f"{list(jpeg.shape)} and {offsets.dtype}")
+    offsets = offsets.astype(np.int64)
     if (offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(jpeg)
             or np.any(np.diff(offsets) <= 0)):
         raise DataError(f"{where}: offsets must rise from 0 to the byte count {len(jpeg)}")
     buffer = jpeg.tobytes()
-    images = [decode_image(buffer[offsets[i]:offsets[i + 1]], channels=3) for i in range(len(offsets) - 1)]
+    images = []
+    for i in range(len(offsets) - 1):
+        try:
+            images.append(decode_image(buffer[offsets[i]:offsets[i + 1]], channels=3))
+        except DataError as err:
+            raise DataError(f"{where}, image {i}: {err}") from None
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise DataError(f"{where}: images have different sizes {sorted(shapes)[:4]}")
@@ -78,7 +106,8 @@ def load_cifar10_jpeg(root=None, download: bool = False, *, cache: bool = True,
     classes = [str(c) for c in arrays["classes"].tolist()]
     splits = []
     for split in ("train", "test"):
-        x, y = decoded[f"{split}_x"], arrays[f"{split}_labels"].astype(np.int64)
+        x = decoded[f"{split}_x"]
+        y = check_labels(arrays[f"{split}_labels"], f"{path} ({split}_labels)", len(classes))
         if len(x) != len(y):
             raise DataError(f"{path}: {split} has {len(x)} images but {len(y)} labels")
         info = {"split": split, "source": str(path), "md5": md5,

@@ -118,6 +118,9 @@ def image_folder_splits(root: str | Path | None, *, train_dir: str = "train", te
         raise ConfigError("root: required for imagefolder; pass the directory holding the class folders")
     root = Path(root).expanduser()
     label = name or root.name
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder {'is not a directory' if root.exists() else 'not found'}; "
+                        f"pass root=<directory holding the class folders>")
     if test_size is None:
         if not (root / train_dir).is_dir() or not (root / test_dir).is_dir():
             raise DataError(f"{root}: expected {train_dir}/ and {test_dir}/ sub-directories; or pass "

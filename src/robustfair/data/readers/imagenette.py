@@ -2,7 +2,8 @@
 (or the 320 px / full-size variants).
 
 The archive holds `imagenette2-160/{train,val}/<wnid>/*.JPEG`; it is extracted once with
-`safe_extract` beside the archive (or into the cache directory when that is read-only).
+`safe_extract` beside the archive (or into the cache directory when that is read-only),
+bounded in size and refused unless everything lies under `imagenette2-160/`.
 Images are resized (shorter side to `size`, default 64, then centre-cropped) and decoded
 into memory, uint8 [N, 3, size, size]; at the native 160 px the train split needs about
 1 GB, so for larger sizes consider `image_folder_index` + `StreamingLoader`.
@@ -39,7 +40,7 @@ def imagenette_folder(root=None, download: bool = False, *, variant: str = "160"
     archive = locate_file(remote, dataset="imagenette", root=root, download=download)
     target = writable_dir_beside(archive, "imagenette")
     if not (target / folder).is_dir():
-        safe_extract(archive, target)
+        safe_extract(archive, target, expected_top=folder)
     return target / folder
 
 

@@ -13,11 +13,14 @@ t10k-labels-idx1-ubyte(.gz); a "mnist-" prefix is also accepted. Images come out
 from __future__ import annotations
 
 import gzip
+import io
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from robustfair.data.checks import check_int
+from robustfair.data.checks import check_int, check_labels
 from robustfair.data.dataset import ArrayDataset, DatasetSplits
 from robustfair.data.locate import locate_file
 from robustfair.data.sources import REMOTE_FILES
@@ -37,8 +40,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     raw = Path(path).read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+            raw = _gunzip_bounded(raw)
+        except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{path}: corrupt gzip data: {err}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()})")
@@ -47,10 +50,22 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(f"{path}: IDX data has {len(raw) - header} bytes, shape {shape} needs {expected}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+_MAX_IDX_BYTES = 2**28  # the MNIST files are at most 47 MB; a gzip that inflates past this is refused
+
+
+def _gunzip_bounded(raw: bytes) -> bytes:
+    """gzip.decompress that refuses to inflate past _MAX_IDX_BYTES (a decompression bomb)."""
+    stream = gzip.GzipFile(fileobj=io.BytesIO(raw))
+    data = stream.read(_MAX_IDX_BYTES + 1)
+    if len(data) > _MAX_IDX_BYTES:
+        raise OSError(f"inflates past {_MAX_IDX_BYTES:,} bytes; refused as a possible decompression bomb")
+    return data
 
 
 def _locate(key: str, root, download: bool) -> Path:
@@ -61,12 +76,18 @@ def _locate(key: str, root, download: bool) -> Path:
 
 
 def _read_split(prefix: str, root, download: bool, split: str) -> ArrayDataset:
-    images = read_idx(_locate(f"mnist_{prefix}_images", root, download))
-    labels = read_idx(_locate(f"mnist_{prefix}_labels", root, download))
-    if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"MNIST {split}: images {images.shape} {images.dtype} do not match labels {labels.shape}")
-    return ArrayDataset(images[:, None, :, :].copy(), labels.astype(np.int64), CLASSES, name="MNIST",
-                        info={"split": split})
+    images_path = _locate(f"mnist_{prefix}_images", root, download)
+    labels_path = _locate(f"mnist_{prefix}_labels", root, download)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected uint8 images [N, 28, 28], got {images.dtype} {list(images.shape)}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected labels [N], got shape {list(labels.shape)}")
+    labels = check_labels(labels, str(labels_path), len(CLASSES))
+    if len(images) != len(labels):
+        raise DataError(f"MNIST {split}: {len(images)} images in {images_path} but {len(labels)} labels in "
+                        f"{labels_path}")
+    return ArrayDataset(images[:, None, :, :].copy(), labels, CLASSES, name="MNIST", info={"split": split})
 
 
 def load_mnist(root=None, download: bool = False, *, split_test_only: bool = False,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustfair.data.checks import check_labels
 from robustfair.data.dataset import ArrayDataset, DatasetSplits
 from robustfair.data.locate import locate_file
 from robustfair.data.sources import REMOTE_FILES
@@ -26,12 +27,17 @@ def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         mat = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, NotImplementedError) as err:
-        raise DataError(f"{path}: cannot read MATLAB file: {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # scipy's MATLAB parser fails on a damaged file in many ways
+        detail = " ".join(str(err).split())
+        raise DataError(f"{path}: cannot read MATLAB file ({type(err).__name__}: {detail})") from None
     x, y = mat.get("X"), mat.get("y")
     if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise DataError(f"{path}: expected X of shape [32, 32, 3, N], got {getattr(x, 'shape', None)}")
-    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if y is None:
+        raise DataError(f"{path}: no labels 'y'")
+    y = check_labels(np.asarray(y).reshape(-1), f"{path} (y)")
     if len(y) != x.shape[3]:
         raise DataError(f"{path}: {len(y)} labels for {x.shape[3]} images")
     if y.size and (y.min() < 1 or y.max() > 10):
