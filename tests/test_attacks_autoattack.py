@@ -33,8 +33,8 @@ def test_apgd_ce_quick_run():
     model.train()
     running_mean = model[1].running_mean.clone()
     rng_before = torch.random.get_rng_state()
-    x_adv, predictions = autoattack(model, x, y, eps=0.1, version="custom", attacks=["apgd-ce"], seed=0,
-                                    batch_size=8)
+    x_adv, predictions, first_success, components = autoattack(model, x, y, eps=0.1, version="custom",
+                                                               attacks=["apgd-ce"], seed=0, batch_size=8)
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model[1].running_mean, running_mean)  # ran in eval mode
     assert all(p.grad is None for p in model.parameters())

@@ -152,10 +152,13 @@ def run_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path, ove
     from robustfair.engine.config import load_config
     from robustfair.engine.trainer import train
 
+    from robustfair.engine.progress import printing_around_bars, progress_iter
+
     preset_by_label = {preset_label(p): p for p in presets}
     outcome = SweepOutcome()
     plan = plan_sweep(presets, seeds, out, overrides)
-    for index, run in enumerate(plan, 1):
+    log = printing_around_bars(log)  # a bar over the runs (on a terminal); lines print above it
+    for index, run in enumerate(progress_iter(plan, "sweep", unit="run"), 1):
         where = f"[{index}/{len(plan)}] {run.preset} seed {run.seed}"
         if run.finished:
             outcome.skipped.append(run.run_dir)
