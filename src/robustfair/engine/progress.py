@@ -125,7 +125,10 @@ def counting_calls(module: Any, bar: Any) -> Iterator[None]:
     if isinstance(bar, _NoBar):
         yield
         return
-    handle = module.register_forward_hook(lambda *_: bar.update(1))
+    def count(*_: Any) -> None:  # returns None: a forward hook's return value would replace the output
+        bar.update(1)
+
+    handle = module.register_forward_hook(count)
     try:
         yield
     finally:
