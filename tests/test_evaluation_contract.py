@@ -268,3 +268,23 @@ def test_progress_iter_counts_skipped_items(capsys):
             continue
         seen.append(item)
     assert seen == [0, 2] and "4/4" in capsys.readouterr().err
+
+
+def test_eval_prints_the_component_table_and_the_sanity_thresholds(capsys):
+    from robustfair.commands.eval import print_result
+    from robustfair.metrics import classwise_result
+
+    result = classwise_result([0, 0, 1, 1], [0, 1, 1, 1], [0, 1, 0, 1], num_classes=2,
+                              attack={"name": "autoattack", "eps": 0.1, "norm": "linf", "version": "standard",
+                                      "components": ["apgd-ce", "square"], "seed": 0,
+                                      "implementation": "pyautoattack 0.2.0"}).to_dict()
+    result["broken_by"] = {"misclassified_clean": [1, 0], "apgd-ce": [0, 1], "square": [0, 0], "robust": [1, 1]}
+    result["sanity"] = {"passed": True, "norm": "linf", "eps": 0.1, "num_samples": 4, "seed": 0,
+                        "checks": [{"name": "large_eps_near_zero", "passed": True, "threshold": "at most 0 of 4",
+                                    "message": "0 of 4 correct"}]}
+    print_result(result, title="t")
+    out = capsys.readouterr().out
+    assert "| class | n | clean wrong | APGD-CE | Square | robust |" in out
+    assert "| 0 | 2 | 1 | 0 | 0 | 1 |" in out and "| all | 4 | 1 | 1 | 0 | 2 |" in out
+    assert "| large_eps_near_zero | yes | at most 0 of 4 | 0 of 4 correct |" in out
+    assert "attack autoattack: linf eps 0.1, AutoAttack standard: apgd-ce, square, seed 0 (pyautoattack 0.2.0)" in out

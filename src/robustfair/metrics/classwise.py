@@ -335,9 +335,9 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
     device = torch.device(device)
-    components = tuple(getattr(attack_fn, "components", ()) or ())
-    run_attack = getattr(attack_fn, "run", None) if hasattr(attack_fn, "kind") else None
-    attack_seed = attack_record.get("seed") if run_attack is not None else seed
+    named = isinstance(attack, str)  # a ConfiguredAttack: takes the generator, reports AutoAttack's components
+    components = attack_fn.components if named else ()
+    attack_seed = attack_record.get("seed") if named else seed
     generator = None if attack_seed is None else torch.Generator(device=device).manual_seed(attack_seed)
 
     c, k = num_classes, len(components) + 2
@@ -366,8 +366,8 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
                     adversarial_pred = clean_pred
                 else:
                     with torch.enable_grad():  # callers may evaluate under no_grad; attacks need input gradients
-                        if run_attack is not None:
-                            outcome = run_attack(model, x, y, generator=generator, progress=progress)
+                        if named:
+                            outcome = attack_fn.run(model, x, y, generator=generator, progress=progress)
                             x_adv, first_success = outcome.x_adv.detach(), outcome.first_success
                         else:
                             x_adv = attack_fn(model, x, y).detach()
