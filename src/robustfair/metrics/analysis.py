@@ -308,7 +308,7 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
     """
     from robustfair.attacks import early_stopped_pgd
     from robustfair.data.input_range import RangeWatch
-    from robustfair.engine.progress import progress_bar
+    from robustfair.engine.progress import counting_calls, progress_bar
 
     _check_classes(num_classes)
     if loss == "kl":
@@ -341,7 +341,10 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
     common = dict(eps=float(eps), loss=loss, norm=norm, start="none", tau=0, clamp=clamp, bn_mode="eval")
     total = len(data.y) if hasattr(data, "y") else None
     watch = RangeWatch("analysis data") if clamp is not None and tuple(clamp) == (0, 1) else None  # [0, 1] inputs
-    with progress_bar(total, "analyze", unit="img", enabled=progress) as bar:
+    # Outer bar: images done; inner bar: the model's forward passes, live within a long batch.
+    with progress_bar(total, "analyze", unit="img", enabled=progress) as bar, \
+            progress_bar(None, "analyze: attack passes", unit="pass", enabled=progress, leave=False) as passes, \
+            counting_calls(model, passes):
         for x, y in _batches(data, batch_size, device):
             x = watch.batch(x) if watch is not None else x
             flip_step, evaluations = steps_to_flip(model, x, y, eps=float(eps), step_size=float(step_size),
