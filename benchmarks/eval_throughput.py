@@ -91,7 +91,7 @@ def measure_model(name: str, images: int, batch: int, image_size: int, args, dev
     def library() -> None:
         torch.manual_seed(args.seed + 7)
         outputs["library"] = evaluate_classwise(model, batches, attack="pgd20", num_classes=NUM_CLASSES,
-                                                device=device)
+                                                device=device, seed=args.seed + 7)  # the textbook's stream
 
     def textbook() -> None:
         torch.manual_seed(args.seed + 7)

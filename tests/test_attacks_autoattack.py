@@ -33,8 +33,8 @@ def test_apgd_ce_quick_run():
     model.train()
     running_mean = model[1].running_mean.clone()
     rng_before = torch.random.get_rng_state()
-    x_adv, predictions = autoattack(model, x, y, eps=0.1, version="custom", attacks=["apgd-ce"], seed=0,
-                                    batch_size=8)
+    x_adv, predictions, first_success, components = autoattack(model, x, y, eps=0.1, version="custom",
+                                                               attacks=["apgd-ce"], seed=0, batch_size=8)
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model[1].running_mean, running_mean)  # ran in eval mode
     assert all(p.grad is None for p in model.parameters())
@@ -81,3 +81,15 @@ def test_missing_extra_tells_how_to_install(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install robustfair\[autoattack\]") as err:
         autoattack(model, x, y, eps=0.1)
     assert isinstance(err.value, MissingExtraError)
+
+
+@needs_autoattack
+def test_progress_bars_do_not_change_the_result(capsys):
+    """The per-component bar counts forward passes through a hook; the hook must leave the
+    model's outputs alone (a hook returning a value would replace them)."""
+    model, x, y = tiny_model_and_data()
+    quiet = autoattack(model, x, y, eps=0.1, version="custom", attacks=["apgd-ce"], batch_size=8, progress=False)
+    drawn = autoattack(model, x, y, eps=0.1, version="custom", attacks=["apgd-ce"], batch_size=8, progress=True)
+    assert torch.equal(quiet.x_adv, drawn.x_adv) and torch.equal(quiet.first_success, drawn.first_success)
+    assert "AutoAttack apgd-ce on 7" in capsys.readouterr().err
+    assert quiet.components == ("apgd-ce",) and quiet.first_success[0] == -1  # sample 0 was wrong clean

@@ -28,7 +28,8 @@ def test_expected_presets_and_their_defaults():
     assert {"fgsm", "pgd10", "pgd20", "pgd20_trades", "pgd100", "cw20", "pgd20_l2", "autoattack"} <= set(ATTACKS)
     spec = make_attack("pgd20").spec
     assert spec == {"name": "pgd20", "eps": 8 / 255, "norm": "linf", "step_size": 2 / 255, "steps": 20,
-                    "loss": "ce", "restarts": 1, "start": "uniform", "seed": None}
+                    "loss": "ce", "restarts": 1, "start": "uniform", "seed": None,
+                    "implementation": "robustfair 0.1.0"}
     assert make_attack("pgd10").spec["steps"] == 10
     assert make_attack("pgd100").spec["steps"] == 100
     assert make_attack("pgd20_trades").spec["step_size"] == 0.003
@@ -97,7 +98,7 @@ def test_unknown_option_lists_valid_options():
 def test_every_preset_runs_and_respects_its_budget(name):
     model, x, y = tiny_model_and_data()
     overrides = {}
-    if name == "autoattack":
+    if ATTACKS[name].kind == "autoattack":
         if not HAS_AUTOATTACK:
             pytest.skip("pyautoattack is not installed (pip install robustfair[autoattack])")
         overrides = dict(attacks=["apgd-ce"], eps=0.1)

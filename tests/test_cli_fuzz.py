@@ -84,6 +84,8 @@ def cheap(runs, monkeypatch, tmp_path):
     canned = json.loads((runs["finished"] / "results.json").read_text())
 
     class Result:
+        attack: dict = {}  # the threat model record evaluation reads (eps, norm)
+
         def to_dict(self):
             return json.loads(json.dumps(canned))
 

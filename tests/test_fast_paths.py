@@ -116,9 +116,9 @@ def test_classwise_evaluation_equals_textbook_loop():
     model = tiny_model().eval()
     x, y = margin_spread_batch(model, 64, seed=3)
     batches = [(x[:32], y[:32]), (x[32:], y[32:])]  # power-of-two batches: mean CE = sum / 2^k exactly
-    torch.manual_seed(77)
+    # The evaluation draws its starts from one generator seeded 77: the stream torch.manual_seed(77) gives.
     fast = evaluate_classwise(model, batches, attack="pgd20", num_classes=NUM_CLASSES,
-                              attack_overrides={"eps": EPS, "step_size": STEP})
+                              attack_overrides={"eps": EPS, "step_size": STEP}, seed=77)
     torch.manual_seed(77)
     slow = textbook_pgd_classwise(model, batches, eps=EPS, step_size=STEP, steps=20, num_classes=NUM_CLASSES)
     assert same_counts(fast, slow)

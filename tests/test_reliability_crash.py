@@ -36,7 +36,7 @@ CONFIG = {
     "eval": {"attack": "fgsm", "sanity_checks": False},
 }
 KILL_AFTER_STEP = 10
-PROGRESS = re.compile(rb"epoch 2/3 \[[#.]*\] (\d+)/(\d+)")
+PROGRESS = re.compile(rb"epoch 2/3:[^|\r\n]*\|[^|\r\n]*\| *(\d+)/(\d+)")  # tqdm: "epoch 2/3:  17%|█▋  | 10/60 [..."
 
 
 def kill_mid_epoch_two(config_path, run_dir, timeout=120.0):

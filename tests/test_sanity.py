@@ -77,6 +77,7 @@ def test_an_honest_model_passes_every_check_silently():
     assert record["num_samples"] == 30
     assert checks["large_eps_near_zero"]["measured"]["accuracy"] == 0.0
     assert checks["input_gradients_nonzero"]["measured"]["zero_fraction"] == 0.0
+    assert all(c["threshold"] for c in record["checks"])
     strong = checks["more_steps_not_weaker"]["measured"]["strong"]
     assert strong["steps"] == 50 and strong["restarts"] == 2
     json.dumps(record)  # stored in results.json
@@ -113,13 +114,100 @@ def test_attack_that_fixes_mistakes_fails_robust_not_above_clean():
     assert sanity.robust_not_above_clean(honest)["passed"]
 
 
-def test_more_steps_check_compares_against_the_tolerance(monkeypatch):
+def test_more_steps_check_compares_integer_counts_against_the_tolerance(monkeypatch):
     x, y = blobs(n_per_class=100)  # 300 samples: the tolerance is 1% (3 samples)
-    accuracies = {20: 0.40, 50: 0.42}
-    monkeypatch.setattr(sanity, "_robust_accuracy", lambda *a, steps, **k: accuracies[steps])
-    assert not sanity.more_steps_not_weaker(nearest_centre_model(), x, y, eps=0.1)["passed"]
-    accuracies[50] = 0.405
+    robust = {20: 120, 50: 124}
+    monkeypatch.setattr(sanity, "_robust_count", lambda *a, steps, **k: robust[steps])
+    check = sanity.more_steps_not_weaker(nearest_centre_model(), x, y, eps=0.1)
+    assert not check["passed"] and check["measured"]["tolerance"] == 3
+    assert "+ 3 samples (1% of 300, at least 1)" in check["threshold"]
+    robust[50] = 123  # exactly at the tolerance
     assert sanity.more_steps_not_weaker(nearest_centre_model(), x, y, eps=0.1)["passed"]
+
+
+def test_more_steps_check_ties_at_one_sample_on_100_images(monkeypatch):
+    """The reported false alarm: 54 vs 53 robust of 100 compared as float32 percentages."""
+    x, y = blobs(n_per_class=34)
+    x, y = x[:100], y[:100]
+    robust = {20: 53, 50: 54}
+    monkeypatch.setattr(sanity, "_robust_count", lambda *a, steps, **k: robust[steps])
+    check = sanity.more_steps_not_weaker(nearest_centre_model(), x, y, eps=0.1)
+    assert check["passed"], check["message"]
+    assert check["measured"]["tolerance"] == 1 and check["measured"]["strong"]["robust_acc"] == 54.0
+    robust[50] = 55
+    assert not sanity.more_steps_not_weaker(nearest_centre_model(), x, y, eps=0.1)["passed"]
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.15)])
+def test_a_healthy_model_passes_at_100_images_with_a_tie_at_the_tolerance(monkeypatch, norm, eps):
+    """Every check runs for real on 100 images in the evaluated norm; the strong PGD is made to
+    leave exactly one more sample robust than the weak one, the tolerance at n = 100."""
+    x, y = blobs(n_per_class=34)
+    x, y = x[:100], y[:100]
+    real = sanity._robust_count
+    counts = {}
+
+    def one_more_for_the_strong_attack(*args, steps, **kwargs):
+        counts[steps] = real(*args, steps=steps, **kwargs) + (1 if steps == 50 else 0)
+        return counts[steps]
+
+    monkeypatch.setattr(sanity, "_robust_count", one_more_for_the_strong_attack)
+    model = nearest_centre_model()
+    result = classwise_result(y, model(x).argmax(1), model(x).argmax(1), num_classes=NUM_CLASSES,
+                              attack={"name": "pgd20", "eps": eps, "norm": norm})
+    record, messages, checks = run(model, x, y, result=result, eps=None, max_samples=100)
+    assert record["passed"] and messages == [], messages
+    assert record["norm"] == norm and record["eps"] == eps and record["num_samples"] == 100
+    assert counts[50] == counts[20] + 1 and checks["more_steps_not_weaker"]["measured"]["tolerance"] == 1
+    assert all(c["threshold"] for c in record["checks"])
+    large = checks["large_eps_near_zero"]["measured"]
+    assert large["norm"] == norm and large["eps"] == (1.0 if norm == "linf" else pytest.approx(2 ** 0.5))
+
+
+class LogitsTimes1e4(nn.Module):
+    """Gradient masking by saturation: huge logits make the softmax one-hot and CE's gradient exactly 0."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * 1e4
+
+
+MASKED = {"rounded inputs": (Quantised, {"input_gradients_nonzero", "large_eps_near_zero"}),
+          "logits x 1e4": (LogitsTimes1e4, {"input_gradients_nonzero"}),
+          "softmax outputs": (Softmaxed, {"outputs_are_logits"})}
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("masking", sorted(MASKED))
+def test_masked_models_fail_in_l2_as_in_linf(masking, norm):
+    wrapper, expected = MASKED[masking]
+    x, y = blobs(n_per_class=34)
+    x, y = x[:100], y[:100]
+    model = wrapper(nearest_centre_model())
+    eps = {"linf": 0.1, "l2": 0.15}[norm]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    result = classwise_result(y, pred, pred, num_classes=NUM_CLASSES, attack={"name": "x", "eps": eps, "norm": norm})
+    record, messages, checks = run(model, x, y, result=result, eps=None, max_samples=100)
+    failed = {name for name, c in checks.items() if not c["passed"]}
+    assert not record["passed"] and expected <= failed, (masking, norm, failed)
+    assert record["norm"] == norm
+    assert len(messages) == len(failed)
+
+
+def test_the_threat_model_comes_from_the_result_or_must_be_given():
+    x, y = blobs()
+    model = nearest_centre_model()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    bare = classwise_result(y, pred, pred, num_classes=NUM_CLASSES)  # a clean-only result: no eps recorded
+    with pytest.raises(ConfigError, match="eps"):
+        run(model, x, y, result=bare, eps=None)
+    record, _, _ = run(model, x, y, result=bare, eps=0.1, norm="l2", max_samples=30)
+    assert record["norm"] == "l2"
 
 
 def test_a_check_that_crashes_is_reported_not_raised(monkeypatch):
@@ -151,6 +239,8 @@ def test_bad_arguments_name_the_field():
         run(nearest_centre_model(), x, y, max_samples=0)
     with pytest.raises(ConfigError, match="eps"):
         run(nearest_centre_model(), x, y, eps=float("nan"))
+    with pytest.raises(ConfigError, match="norm"):
+        run(nearest_centre_model(), x, y, norm="l1")
 
 
 class Constant(nn.Module):

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--test-per-class", type=int, help="analyse a class-balanced subset of the test set")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", help="where to write the JSON (default: RUN/analysis.json, analysis_best.json for --which best)")
     p.set_defaults(run=run)
 
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustfair.engine.checkpoint import resolve_checkpoint
     from robustfair.engine.evaluation import load_model_from_checkpoint
+    from robustfair.engine.progress import quiet_if
     from robustfair.metrics.analysis import fairness_analysis
 
     for name in ("steps", "target_steps", "batch_size", "test_per_class"):
@@ -62,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
         eps = config.eval.eps if config.eval.eps is not None else method.eps
     norm = getattr(method, "norm", "linf")
     started = time.perf_counter()
-    record = fairness_analysis(model, data.test, num_classes=data.num_classes, classes=data.classes, eps=float(eps),
-                               steps=args.steps, step_size=args.step_size, target_steps=args.target_steps,
-                               target_step_size=args.target_step_size, loss=args.loss, norm=norm,
-                               batch_size=args.batch_size, device=device, dataset_name=data.name)
+    with quiet_if(args.quiet):
+        record = fairness_analysis(model, data.test, num_classes=data.num_classes, classes=data.classes,
+                                   eps=float(eps), steps=args.steps, step_size=args.step_size,
+                                   target_steps=args.target_steps, target_step_size=args.target_step_size,
+                                   loss=args.loss, norm=norm, batch_size=args.batch_size, device=device,
+                                   dataset_name=data.name)
     record["run"] = {"target": str(args.target), "checkpoint": str(checkpoint), "which": args.which,
                      "name": config.name, "method": config.method_name(), "seconds": round(time.perf_counter() - started, 2)}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -138,7 +138,10 @@ def validate_dataset(ds: ArrayDataset, *, allow_empty_classes: bool = False) -> 
         if x.size:
             lo, hi = float(x.min()), float(x.max())
             if lo < 0.0 or hi > 1.0:
-                raise DataError(f"{where}: float values must lie in [0, 1], found range [{lo:g}, {hi:g}]")
+                from robustfair.data.input_range import InputRangeError, advice
+
+                raise InputRangeError(f"{where}: float values must lie in [0, 1], found range [{lo:g}, {hi:g}]; "
+                                      f"{advice(lo, hi)}")
     else:
         raise DataError(f"{where}: x must be uint8 images or float values in [0, 1], got dtype {x.dtype}")
     if not allow_empty_classes:

@@ -112,6 +112,7 @@ class EvalConfig:
     eps: float | None = param(None, low=0.0, help="attack eps (default: the method's training eps)")
     extra_attacks: tuple[str, ...] = param((), help="more attacks evaluated at the end (e.g. autoattack)")
     sanity_checks: bool = param(True, help="run evaluation sanity checks and record them")
+    seed: int = param(0, low=0, help="seed of every random draw of the evaluation attacks (recorded in results.json)")
 
 
 @dataclass(frozen=True)

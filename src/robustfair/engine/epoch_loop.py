@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from robustfair.engine import distributed as dist_utils
+from robustfair.data.input_range import check_unit_range
 from robustfair.engine.config import TrainConfig
 from robustfair.engine.divergence import NO_BAD_STEP, first_bad_step_across_ranks, mark_first_bad_step
 from robustfair.engine.progress import Progress
@@ -40,6 +41,8 @@ def run_epoch(*, model: nn.Module, parameters, method: TrainingMethod, optimizer
     seen = 0
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress)
     for step, (x, y) in enumerate(loader):
+        if step == 0:  # the input contract, one host sync per epoch (the data were checked when loaded)
+            check_unit_range(x, f"training data, epoch {epoch + 1}")
         if cfg.channels_last and device.type == "cuda" and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):

@@ -3,10 +3,17 @@
 Model selection looks at the validation split only (worst-class robust accuracy); the
 test split is evaluated once, at the end, for the last model, the selected ("best")
 model and a method's averaged weights when it keeps them (CFA).
+
+The threat model is explicit: a run trains at one eps in one norm, and its evaluation
+attacks take that eps only when they attack in the same norm (`run_attack_budget`); an
+attack of another norm keeps its preset's budget (pgd20_l2's L2 eps 0.5 in an L-inf run),
+and the result says which. Every evaluation draws its random numbers from the run's
+recorded `eval.seed`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -18,27 +25,53 @@ from robustfair.engine.checkpoint import load_checkpoint
 SELECTION_RULE = "validation worst-class robust accuracy (never the test set)"
 
 
-def eval_attack_overrides(attack: str, eps: float) -> dict[str, float]:
-    """Budget of a named evaluation attack at the run's eps (PGD/CW step = eps/4, as 2/255 at 8/255)."""
-    if attack in ("none", "clean"):
-        return {}
-    overrides: dict[str, float] = {"eps": eps}
-    if attack.startswith(("pgd", "cw")) and not attack.endswith("_trades"):
-        overrides["step_size"] = eps / 4
-    return overrides
+CLEAN_ONLY = ("none", "clean")
+
+
+def run_attack_budget(attack: str, eps: float, norm: str = "linf") -> tuple[dict[str, float], str]:
+    """(overrides, note): the budget of the named attack in a run trained at `eps` in `norm`.
+
+    An attack of the run's norm takes the run's eps, with the step by its preset's rule
+    (eps/4 for the L-inf PGD/CW presets, as 2/255 at 8/255; pgd20_trades keeps its 0.003);
+    an attack of another norm keeps its preset's eps and step. The note says which, for the
+    output and results.json ("eps_from").
+    """
+    from robustfair.attacks import ATTACKS, budget
+
+    if attack in CLEAN_ONLY:
+        return {}, "clean only"
+    preset = ATTACKS[attack]
+    if preset.norm != norm:
+        return {}, (f"{attack} attacks in {preset.norm}: the run's {norm} eps {eps:g} does not apply, so it keeps "
+                    f"its preset's {preset.norm} eps {preset.eps:g}")
+    return budget(attack, eps=eps), f"the run's {norm} eps {eps:g}"
+
+
+def eval_attack_overrides(attack: str, eps: float, norm: str = "linf") -> dict[str, float]:
+    """The overrides of `run_attack_budget` alone."""
+    return run_attack_budget(attack, eps, norm)[0]
 
 
 def evaluate_model(model: nn.Module, data, *, attack: str, eps: float, num_classes: int, classes: list[str],
-                   device: torch.device, dataset_name: str, reduce: Callable | None = None):
-    """Class-wise result of `model` on `data` under the named attack at the run's eps ('none': clean only)."""
+                   device: torch.device, dataset_name: str, reduce: Callable | None = None, norm: str = "linf",
+                   seed: int | None = 0, progress: bool | None = False,
+                   overrides: dict[str, Any] | None = None, eps_from: str | None = None):
+    """Class-wise result of `model` on `data` under the named attack ('none': clean only), at
+    the run's eps where the attack's norm is the run's `norm` (`run_attack_budget`), with
+    every random draw from `seed`. overrides: an explicit budget (e.g. `eval --eps`) used
+    instead, described by `eps_from`. The attack record says where its eps came from."""
     from robustfair.metrics import evaluate_classwise
 
-    if attack in ("none", "clean"):
+    if attack in CLEAN_ONLY:
         return evaluate_classwise(model, data, attack=None, num_classes=num_classes, classes=classes,
-                                  device=device, dataset_name=dataset_name, reduce=reduce)
-    return evaluate_classwise(model, data, attack=attack, num_classes=num_classes, classes=classes, device=device,
-                              dataset_name=dataset_name, attack_overrides=eval_attack_overrides(attack, eps),
-                              reduce=reduce)
+                                  device=device, dataset_name=dataset_name, reduce=reduce, seed=seed,
+                                  progress=progress)
+    if overrides is None:
+        overrides, eps_from = run_attack_budget(attack, eps, norm)
+    result = evaluate_classwise(model, data, attack=attack, num_classes=num_classes, classes=classes, device=device,
+                                dataset_name=dataset_name, attack_overrides=overrides, reduce=reduce, seed=seed,
+                                progress=progress)
+    return dataclasses.replace(result, attack={**result.attack, "eps_from": eps_from}) if eps_from else result
 
 
 def selection_score(result) -> float:
@@ -98,5 +131,5 @@ class _weights_swapped:
         self.model.load_state_dict(self.saved)
 
 
-__all__ = ["eval_attack_overrides", "evaluate_model", "selection_score", "validation_record", "final_test_results",
-           "SELECTION_RULE"]
+__all__ = ["run_attack_budget", "eval_attack_overrides", "evaluate_model", "CLEAN_ONLY", "selection_score",
+           "validation_record", "final_test_results", "SELECTION_RULE"]

@@ -169,13 +169,18 @@ def run_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path, ove
     runs that hot-start from a failed source run are recorded as failed too.
     """
     plan = plan_sweep(presets, seeds, out, overrides)
+    from robustfair.engine.progress import printing_around_bars, progress_bar
+
+    log = printing_around_bars(log)  # a bar over the runs (on a terminal); lines print above it
     worker = _Worker(plan, {preset_label(p): p for p in presets}, out, quiet, log)
     pending = list(enumerate(plan, 1))
-    while pending:
-        before = len(pending)
-        pending = [(index, run) for index, run in pending if not worker.attempt(index, run)]
-        if pending and len(pending) == before:  # only runs other workers hold: give them time
-            time.sleep(poll_s)
+    with progress_bar(len(plan), "sweep", unit="run") as bar:
+        while pending:
+            before = len(pending)
+            pending = [(index, run) for index, run in pending if not worker.attempt(index, run)]
+            bar.update(before - len(pending))
+            if pending and len(pending) == before:  # only runs other workers hold: give them time
+                time.sleep(poll_s)
     return worker.outcome
 
 

@@ -103,9 +103,10 @@ class Trainer:
         self.run = RunDirectory(run_dir, self._log)
         self.method_config = config.method_config()
         self.eps = float(config.eval.eps if config.eval.eps is not None else self.method_config.eps)
+        self.norm = getattr(self.method_config, "norm", "linf")  # the threat model the run trains against
 
         # Everything that can be checked before the first step is checked here, cheapest first.
-        check_names(config, lambda name: eval_attack_overrides(name, self.eps), model_given=model is not None,
+        check_names(config, lambda name: eval_attack_overrides(name, self.eps, self.norm), model_given=model is not None,
                     data_given=splits is not None)
         check_log_targets(config.train.log)  # train.log=[jsonl,tensorboard] without tensorboard installed
         self.epoch_log = None  # the TensorBoard writer while fit() runs (rank 0, train.log names tensorboard)
@@ -288,7 +289,7 @@ class Trainer:
         return epoch_context(self.core, epoch=epoch, num_epochs=self.config.train.epochs,
                              num_classes=self.data.num_classes, eps=self.eps, val_loader=self.val_loader,
                              device=self.device, classes=self.data.classes, dataset_name=self.data.name,
-                             all_reduce_sum=dist_utils.all_reduce_sum)
+                             all_reduce_sum=dist_utils.all_reduce_sum, norm=self.norm, seed=self.config.eval.seed)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.loader.set_epoch(epoch)
@@ -300,10 +301,12 @@ class Trainer:
         self._check_weights(epoch, f"by the end of its {outcome.steps} steps")
         return outcome.logs
 
-    def _evaluate(self, model: nn.Module, data, attack: str, dataset_name: str | None = None):
+    def _evaluate(self, model: nn.Module, data, attack: str, dataset_name: str | None = None,
+                  progress: bool | None = False):
         return evaluate_model(model, data, attack=attack, eps=self.eps, num_classes=self.data.num_classes,
                               classes=self.data.classes, device=self.device,
-                              dataset_name=dataset_name or self.data.name, reduce=dist_utils.all_reduce_sum)
+                              dataset_name=dataset_name or self.data.name, reduce=dist_utils.all_reduce_sum,
+                              norm=self.norm, seed=self.config.eval.seed, progress=progress)
 
     def _validate(self) -> Any | None:
         if self.val_loader is None:
@@ -402,14 +405,16 @@ class Trainer:
         averaged = getattr(self.method, "averaged_state", lambda: None)()
         results = final_test_results(
             self.core, test, attack=cfg.eval.attack, extra_attacks=cfg.eval.extra_attacks,
-            evaluate=lambda model, attack: self._evaluate(model, test, attack),
+            evaluate=lambda model, attack: self._evaluate(model, test, attack,
+                                                          progress=None if self.show_progress else False),
             best_checkpoint=self.run.best_checkpoint, best_epoch=self.best_epoch, averaged_state=averaged,
             averaged_label=f"{cfg.method_name()} weight averaging (last epoch)", device=self.device,
             sanity=(lambda last: self._sanity(test, last)) if cfg.eval.sanity_checks else None)
         results["run"] = {"name": cfg.name, "method": cfg.method_name(), "model": cfg.model.name,
                           "epochs": cfg.train.epochs, "seed": cfg.seed, "train_time_s": round(train_time, 2),
                           "device": str(self.device), "world_size": self.dist.world_size,
-                          "eps": self.eps, "robustfair": robustfair.__version__}
+                          "eps": self.eps, "norm": self.norm, "eval_seed": cfg.eval.seed,
+                          "eval_batch_size": cfg.train.eval_batch_size, "robustfair": robustfair.__version__}
         if self.dist.is_main:
             with self.run.writing():
                 self.run.write_results(results)
@@ -418,8 +423,11 @@ class Trainer:
     def _sanity(self, test, result) -> dict[str, Any]:
         from robustfair.metrics.sanity import run_sanity_checks
 
-        return run_sanity_checks(self.core, test, result=result, eps=self.eps, num_classes=self.data.num_classes,
-                                 device=self.device, log=self._log)
+        # The threat model of the evaluated attack (an L2 attack is checked in L2); the run's for a clean one.
+        eps, norm = result.attack.get("eps", self.eps), result.attack.get("norm", self.norm)
+        return run_sanity_checks(self.core, test, result=result, num_classes=self.data.num_classes, eps=eps, norm=norm,
+                                 device=self.device, log=self._log, seed=self.config.eval.seed,
+                                 progress=None if self.show_progress else False)
 
 
 def _denormals_are_flushed() -> bool:

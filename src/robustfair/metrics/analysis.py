@@ -289,7 +289,7 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
                       target_step_size: float | None = None, loss: str = "ce", norm: str = "linf",
                       clamp: tuple[float, float] | None = (0.0, 1.0), batch_size: int = 500,
                       device: str | torch.device | None = None, dataset_name: str = "",
-                      bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+                      bins: int = HISTOGRAM_BINS, progress: bool | None = None) -> dict[str, Any]:
     """Source- and target-class fairness of `model` on `data` (the analysis.json record).
 
     data: a dataset with `.x` / `.y` (uint8 images are scaled by 1/255) or an iterable of
@@ -301,11 +301,14 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
         gives the class-wise robust accuracy the correlations use. Both attacks start at the
         clean input (step 0 is the clean prediction) and ascend `loss` ("ce" as in BAT, or
         "margin"). The steps attack stops periodic trajectories early (`steps_to_flip`).
+    progress: a bar over the samples (None: when stderr is a terminal).
     Returns a JSON-serialisable dict: `source` (flip steps per sample and per-class
     statistics), `target` (confusion by step [K+1][C][C], distributions, KL), `per_class`
     (the table the CLI prints) and `correlations`.
     """
     from robustfair.attacks import early_stopped_pgd
+    from robustfair.data.input_range import RangeWatch
+    from robustfair.engine.progress import counting_calls, progress_bar
 
     _check_classes(num_classes)
     if loss == "kl":
@@ -336,18 +339,28 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
     robust_correct = np.zeros(num_classes, dtype=np.int64)
     source_passes = 0
     common = dict(eps=float(eps), loss=loss, norm=norm, start="none", tau=0, clamp=clamp, bn_mode="eval")
-    for x, y in _batches(data, batch_size, device):
-        flip_step, evaluations = steps_to_flip(model, x, y, eps=float(eps), step_size=float(step_size), steps=steps,
-                                               loss=loss, norm=norm, clamp=clamp)
-        flips.append(flip_step.cpu().numpy())
-        source_passes += evaluations
-        target = early_stopped_pgd(model, x, y, step_size=float(target_step_size), steps=target_steps,
-                                   early_stop=False, record_predictions=True, **common)
-        confusion += confusion_by_step(target.predictions, y, num_classes=num_classes)
-        both = ((target.predictions[0] == y) & (target.predictions[-1] == y)).cpu().numpy()
-        y_host = y.cpu().numpy()
-        robust_correct += np.bincount(y_host[both], minlength=num_classes)[:num_classes]
-        labels.append(y_host)
+    total = len(data.y) if hasattr(data, "y") else None
+    watch = RangeWatch("analysis data") if clamp is not None and tuple(clamp) == (0, 1) else None  # [0, 1] inputs
+    # Outer bar: images done; inner bar: the model's forward passes, live within a long batch.
+    with progress_bar(total, "analyze", unit="img", enabled=progress) as bar, \
+            progress_bar(None, "analyze: attack passes", unit="pass", enabled=progress, leave=False) as passes, \
+            counting_calls(model, passes):
+        for x, y in _batches(data, batch_size, device):
+            x = watch.batch(x) if watch is not None else x
+            flip_step, evaluations = steps_to_flip(model, x, y, eps=float(eps), step_size=float(step_size),
+                                                   steps=steps, loss=loss, norm=norm, clamp=clamp)
+            flips.append(flip_step.cpu().numpy())
+            source_passes += evaluations
+            target = early_stopped_pgd(model, x, y, step_size=float(target_step_size), steps=target_steps,
+                                       early_stop=False, record_predictions=True, **common)
+            confusion += confusion_by_step(target.predictions, y, num_classes=num_classes)
+            both = ((target.predictions[0] == y) & (target.predictions[-1] == y)).cpu().numpy()
+            y_host = y.cpu().numpy()
+            robust_correct += np.bincount(y_host[both], minlength=num_classes)[:num_classes]
+            labels.append(y_host)
+            bar.update(len(y_host))
+    if watch is not None:
+        watch.finish()
     if not labels:
         raise DataError("analysis: the data holds no samples")
     flip_step = np.concatenate(flips)

@@ -12,11 +12,21 @@ acc_c always, and b_c >= 0, even for an attack that happens to fix a misclassifi
 Everything derives from three count tensors: the clean and adversarial confusion
 matrices ([C, C], rows = true class) and the per-class count of samples correct both
 clean and under attack ([C]). Counts add across batches and distributed ranks, so a DDP
-evaluation sums them (one all-reduce) and computes the result from the sums.
+evaluation sums them (one all-reduce) and computes the result from the sums. Under
+AutoAttack a fourth count says, per class, which component attack broke each sample first
+(`broken_by`).
+
+Field names say what they hold: per-class `clean_acc` / `robust_acc` are accuracies, the
+`*_err` fields and every `summary()` number are errors (`to_dict()` gives percentages).
+
+Reproducible by default: `evaluate_classwise` draws every random number of the attack from
+a generator seeded with `seed` (default 0, recorded in the result's attack description),
+so the same model, data, batches and seed give the same result, bit for bit on a CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -43,6 +53,10 @@ class ClasswiseResult:
     robust_correct: int [C], samples of each class correct both clean and under attack.
     classes: C class names; dataset: its name; attack: JSON-able description
         ({"name": "none"} for a clean-only evaluation).
+    broken_by: for AutoAttack, {column: int [C] counts} in order: "misclassified_clean"
+        (wrong on the clean input, not attacked), one column per component attack (the
+        samples it fooled first), "robust" (no component fooled them); each class's
+        columns sum to its count. None for other attacks.
 
     Per-class properties are fractions in [0, 1] (NaN for a class without samples);
     `summary()` and `to_dict()` report percentages.
@@ -54,6 +68,7 @@ class ClasswiseResult:
     classes: tuple[str, ...]
     dataset: str = ""
     attack: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    broken_by: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         clean = _count_array(self.clean_confusion, "clean_confusion")
@@ -80,6 +95,14 @@ class ClasswiseResult:
         object.__setattr__(self, "robust_correct", robust)
         object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "attack", _jsonable(dict(self.attack or {"name": "none"})))
+        if self.broken_by is not None:
+            columns = {str(k): _count_array(v, f"broken_by[{k!r}]") for k, v in self.broken_by.items()}
+            for name, column in columns.items():
+                if column.shape != (num_classes,):
+                    raise DataError(f"broken_by[{name!r}]: expected shape ({num_classes},), got {column.shape}")
+            if columns and not np.array_equal(sum(columns.values()), clean.sum(1)):
+                raise DataError("broken_by: the columns of a class do not add up to its sample count")
+            object.__setattr__(self, "broken_by", columns)
 
     # ---- per class (fractions) -------------------------------------------------------------
     @property
@@ -160,8 +183,12 @@ class ClasswiseResult:
 
     # ---- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The results.json record; per-class and summary values in percent (null for an empty class)."""
-        return {
+        """The results.json record; per-class and summary values in percent (null for an empty class).
+
+        per_class holds accuracies (clean_acc, robust_acc), boundary errors and counts;
+        summary holds errors (avg/worst std, bndy, rob); broken_by (AutoAttack only) counts.
+        """
+        record = {
             "dataset": self.dataset,
             "classes": list(self.classes),
             "attack": dict(self.attack),
@@ -180,6 +207,9 @@ class ClasswiseResult:
                 "adversarial": self.adversarial_confusion.tolist(),
             },
         }
+        if self.broken_by is not None:
+            record["broken_by"] = {name: column.tolist() for name, column in self.broken_by.items()}
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ClasswiseResult":
@@ -201,7 +231,7 @@ class ClasswiseResult:
         except (TypeError, ValueError) as err:
             raise DataError(f"class-wise result has malformed counts: {err}") from None
         return cls(clean, adversarial, robust, tuple(classes), dataset=str(data.get("dataset", "")),
-                   attack=dict(data.get("attack") or {"name": "none"}))
+                   attack=dict(data.get("attack") or {"name": "none"}), broken_by=data.get("broken_by"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClasswiseResult):
@@ -210,7 +240,7 @@ class ClasswiseResult:
                 and np.array_equal(self.adversarial_confusion, other.adversarial_confusion)
                 and np.array_equal(self.robust_correct, other.robust_correct)
                 and self.classes == other.classes and self.dataset == other.dataset
-                and self.attack == other.attack)
+                and self.attack == other.attack and _same_columns(self.broken_by, other.broken_by))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -253,7 +283,9 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
                        num_classes: int, classes: Sequence[str] | None = None,
                        device: str | torch.device | None = "cpu", batch_size: int = 256,
                        dataset_name: str = "", attack_overrides: Mapping[str, Any] | None = None,
-                       reduce: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> ClasswiseResult:
+                       eps: float | None = None, step_size: float | None = None, seed: int | None = 0,
+                       reduce: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+                       progress: bool | None = None, input_range: bool = True) -> ClasswiseResult:
     """Evaluate `model` clean and under `attack`, class by class.
 
     data: an iterable of (x, y) batches (x float [B, ...] in [0, 1] or uint8, y int [B]), or
@@ -262,21 +294,39 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
         `dataset_name` when those are not given).
     attack: a registered name for `robustfair.attacks.make_attack(name, **attack_overrides)`,
         a callable `(model, x, y) -> x_adv`, or None for clean only.
+    eps, step_size: the budget of a named attack in input units (pixel units for images);
+        the step follows the preset's rule when only eps is given (`attacks.budget`). Give
+        eps: the presets default to 8/255, CIFAR-10's L-inf budget, not every dataset's.
+    seed: every random draw of the attack comes from one generator seeded with it (PGD's
+        random starts; AutoAttack's own seed), and torch's global generator is seeded with
+        it inside the evaluation and restored afterwards (so a callable attack that draws
+        from it is reproducible too). Recorded in `result.attack["seed"]`. None: unseeded.
     device: where batches go (None: the model's device); the model is not moved.
     reduce: sums a tensor over distributed ranks (returns the sum, or None after reducing
-        in place); the three count tensors are reduced in one call, so every rank gets the
+        in place); the count tensors are reduced in one call, so every rank gets the
         whole set's result.
+    progress: a bar over the batches (None: when stderr is a terminal; see
+        `robustfair.engine.progress`).
+    input_range: check that inputs are float in [0, 1] (InputRangeError, naming the fix,
+        otherwise): the first batches on the spot, the rest on the device, read at the end.
+        False for data with another valid range (standardised tabular features).
 
     The model runs in eval mode; every submodule's mode is restored afterwards. Counts stay
     on the device until the end (no host synchronisation per batch).
     """
+    from robustfair.data.input_range import RangeWatch, as_unit_float
+    from robustfair.engine.progress import progress_bar
+
     _check_num_classes(num_classes)
     # Evaluate the DDP wrapper's inner module: crafting through the wrapper would arm its
     # gradient reducer; ranks are combined through `reduce` instead.
     model = getattr(model, "module", model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size: {batch_size!r} must be an integer >= 1")
-    attack_fn, attack_record = _resolve_attack(attack, attack_overrides)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed: {seed!r} must be an integer >= 0 or None")
+    attack_fn, attack_record = _resolve_attack(attack, attack_overrides, eps=eps, step_size=step_size, seed=seed,
+                                               num_classes=num_classes)
     if classes is None:
         classes = getattr(data, "classes", None)
     names = _class_names(classes, num_classes)
@@ -285,34 +335,57 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
     if device is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
     device = torch.device(device)
+    named = isinstance(attack, str)  # a ConfiguredAttack: takes the generator, reports AutoAttack's components
+    components = attack_fn.components if named else ()
+    attack_seed = attack_record.get("seed") if named else seed
+    generator = None if attack_seed is None else torch.Generator(device=device).manual_seed(attack_seed)
 
-    c = num_classes
+    c, k = num_classes, len(components) + 2
     # One flat int64 buffer: clean confusion (C*C) + overflow slot, adversarial confusion
-    # (C*C) + overflow slot, robust-correct (C) + discard slot. Invalid labels land in the
-    # overflow slots, so no data-dependent branch (and no sync) is needed per batch.
-    counts = torch.zeros(2 * (c * c + 1) + c + 1, dtype=torch.int64, device=device)
-    clean_slots, adversarial_slots, robust_slots = counts.split([c * c + 1, c * c + 1, c + 1])
+    # (C*C) + overflow slot, robust-correct (C) + discard slot, and for AutoAttack the
+    # first-success table (C*K) + discard slot. Invalid labels land in the overflow slots,
+    # so no data-dependent branch (and no sync) is needed per batch.
+    sizes = [c * c + 1, c * c + 1, c + 1] + ([c * k + 1] if components else [])
+    counts = torch.zeros(sum(sizes), dtype=torch.int64, device=device)
+    slots = counts.split(sizes)
+    clean_slots, adversarial_slots, robust_slots = slots[:3]
 
+    watch = RangeWatch(f"evaluation data{f' ({dataset_name})' if dataset_name else ''}") if input_range else None
+    description = "eval " + str(attack_record.get("name", "none"))
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        for x, y in _batches(data, batch_size, device):
-            with torch.no_grad():
-                clean_pred = _predict(model, x, c)
-            if attack_fn is None:
-                adversarial_pred = clean_pred
-            else:
-                with torch.enable_grad():  # callers may evaluate under no_grad; attacks need input gradients
-                    x_adv = attack_fn(model, x, y).detach()
+        with _seeded_global_rng(attack_seed, device), \
+                progress_bar(_batch_count(data, batch_size), description, unit="batch", enabled=progress) as bar:
+            for x, y in _batches(data, batch_size, device):
+                x = watch.batch(x) if watch is not None else as_unit_float(x)
                 with torch.no_grad():
-                    adversarial_pred = _predict(model, x_adv, c)
-            valid = (y >= 0) & (y < c)
-            ones = torch.ones_like(y)
-            overflow = torch.full_like(y, c * c)
-            clean_slots.index_add_(0, torch.where(valid, y * c + clean_pred, overflow), ones)
-            adversarial_slots.index_add_(0, torch.where(valid, y * c + adversarial_pred, overflow), ones)
-            both = valid & (clean_pred == y) & (adversarial_pred == y)
-            robust_slots.index_add_(0, torch.where(both, y, torch.full_like(y, c)), ones)
+                    clean_pred = _predict(model, x, c)
+                first_success = None
+                if attack_fn is None:
+                    adversarial_pred = clean_pred
+                else:
+                    with torch.enable_grad():  # callers may evaluate under no_grad; attacks need input gradients
+                        if named:
+                            outcome = attack_fn.run(model, x, y, generator=generator, progress=progress)
+                            x_adv, first_success = outcome.x_adv.detach(), outcome.first_success
+                        else:
+                            x_adv = attack_fn(model, x, y).detach()
+                    with torch.no_grad():
+                        adversarial_pred = _predict(model, x_adv, c)
+                valid = (y >= 0) & (y < c)
+                ones = torch.ones_like(y)
+                overflow = torch.full_like(y, c * c)
+                clean_slots.index_add_(0, torch.where(valid, y * c + clean_pred, overflow), ones)
+                adversarial_slots.index_add_(0, torch.where(valid, y * c + adversarial_pred, overflow), ones)
+                both = valid & (clean_pred == y) & (adversarial_pred == y)
+                robust_slots.index_add_(0, torch.where(both, y, torch.full_like(y, c)), ones)
+                if components and first_success is not None:
+                    column = first_success.to(device) + 1  # -1 (misclassified clean) -> column 0
+                    slots[3].index_add_(0, torch.where(valid, y * k + column, torch.full_like(y, c * k)), ones)
+                bar.update(1)
+        if watch is not None:
+            watch.finish()
     finally:
         for module, training in modes:
             module.train(training)
@@ -321,9 +394,15 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
         reduced = reduce(counts)
         counts = counts if reduced is None else reduced
     host = counts.cpu().numpy()
-    clean_counts, adversarial_counts, robust_counts = np.split(host, [c * c + 1, 2 * (c * c + 1)])
+    parts = np.split(host, np.cumsum(sizes)[:-1])
+    clean_counts, adversarial_counts, robust_counts = parts[:3]
     if clean_counts[-1]:
         raise DataError(f"{int(clean_counts[-1])} labels outside [0, {num_classes}); is num_classes right?")
+    broken_by = None
+    if components:
+        table = parts[3][:-1].reshape(c, k)
+        columns = ("misclassified_clean",) + components + ("robust",)
+        broken_by = {name: table[:, i] for i, name in enumerate(columns)}
     return ClasswiseResult(
         clean_confusion=clean_counts[:-1].reshape(c, c),
         adversarial_confusion=adversarial_counts[:-1].reshape(c, c),
@@ -331,6 +410,7 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
         classes=names,
         dataset=dataset_name,
         attack=attack_record,
+        broken_by=broken_by,
     )
 
 
@@ -344,7 +424,7 @@ def _predict(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tenso
 
 
 def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) on `device`: x float in [0, 1] (uint8 scaled by 1/255), y int64."""
+    """(x, y) on `device`: x as given (uint8 or float; converted and checked by the caller), y int64."""
     if hasattr(data, "x") and hasattr(data, "y"):
         features, labels = torch.as_tensor(data.x), torch.as_tensor(data.y)
     elif hasattr(data, "as_float") and hasattr(data, "y"):
@@ -352,48 +432,72 @@ def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple
     else:
         for batch in data:
             x, y = batch[0], batch[1]
-            yield _unit_float(torch.as_tensor(x).to(device, non_blocking=True)), \
-                torch.as_tensor(y).to(device, non_blocking=True).long()
+            yield (torch.as_tensor(x).to(device, non_blocking=True),
+                   torch.as_tensor(y).to(device, non_blocking=True).long())
         return
     if features.shape[0] != labels.shape[0]:
         raise DataError(f"dataset has {features.shape[0]} inputs but {labels.shape[0]} labels")
     for start in range(0, labels.shape[0], batch_size):
         x = features[start:start + batch_size].to(device, non_blocking=True)
-        yield _unit_float(x), labels[start:start + batch_size].to(device, non_blocking=True).long()
+        yield x, labels[start:start + batch_size].to(device, non_blocking=True).long()
 
 
-def _unit_float(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return x if x.is_floating_point() else x.float()
+def _batch_count(data: Any, batch_size: int) -> int | None:
+    """Batches `_batches` will yield, when known (for the progress bar)."""
+    if hasattr(data, "y") and (hasattr(data, "x") or hasattr(data, "as_float")):
+        return -(-len(data.y) // batch_size)
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
-def _resolve_attack(attack: str | Attack | None,
-                    overrides: Mapping[str, Any] | None) -> tuple[Attack | None, dict[str, Any]]:
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int | None, device: torch.device) -> Iterator[None]:
+    """torch's global generator seeded with `seed` inside, the caller's state restored after."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _resolve_attack(attack: str | Attack | None, overrides: Mapping[str, Any] | None, *, eps: float | None = None,
+                    step_size: float | None = None, seed: int | None = 0,
+                    num_classes: int | None = None) -> tuple[Attack | None, dict[str, Any]]:
     overrides = dict(overrides or {})
     if attack is None:
-        if overrides:
-            raise ConfigError(f"attack_overrides: {sorted(overrides)} given without an attack")
+        if overrides or eps is not None or step_size is not None:
+            raise ConfigError(f"attack_overrides: {sorted(overrides) or ['eps']} given without an attack")
         return None, {"name": "none"}
     if isinstance(attack, str):
-        from robustfair.attacks import make_attack  # imported here: attacks may import metrics
+        from robustfair.attacks import ATTACKS, budget, make_attack  # imported here: attacks may import metrics
 
-        fn = make_attack(attack, **overrides)
+        given = dict(overrides)
+        options = {**budget(attack, eps=eps, step_size=step_size), **overrides}
+        if "seed" in ATTACKS[attack].options and "seed" not in options:
+            options["seed"] = seed  # the evaluation's seed, unless the overrides set the attack's own
+        fn = make_attack(attack, **options)
         record: dict[str, Any] = {"name": attack}
-        if overrides:
-            record["overrides"] = overrides
-        return fn, _with_params(record, fn)
+        if given:
+            record["overrides"] = given
+        return fn, _with_params(record, fn, num_classes)
     if callable(attack):
-        if overrides:
+        if overrides or eps is not None or step_size is not None:
             raise ConfigError("attack_overrides: only apply to a named attack; bind them into the callable instead")
-        return attack, _with_params({"name": _callable_name(attack)}, attack)
+        return attack, {**_with_params({"name": _callable_name(attack)}, attack), "seed": seed}
     raise ConfigError(f"attack: expected a name, a callable (model, x, y) -> x_adv or null, got {attack!r}")
 
 
-def _with_params(record: dict[str, Any], fn: Any) -> dict[str, Any]:
-    """Add what the attack says about itself: its `spec` mapping (eps, steps, ... as
-    `robustfair.attacks.make_attack` results provide), or a functools.partial's bound keywords."""
-    spec = getattr(fn, "spec", None)
+def _with_params(record: dict[str, Any], fn: Any, num_classes: int | None = None) -> dict[str, Any]:
+    """Add what the attack says about itself: its `describe(num_classes)` / `spec` mapping (eps,
+    steps, ... as `robustfair.attacks.make_attack` results provide), or a functools.partial's
+    bound keywords."""
+    describe = getattr(fn, "describe", None)
+    spec = describe(num_classes) if callable(describe) else getattr(fn, "spec", None)
     if isinstance(spec, Mapping):
         return {**spec, **record}
     if isinstance(fn, functools.partial) and fn.keywords:
@@ -475,6 +579,12 @@ def _count_array(values: Any, field_name: str) -> np.ndarray:
     if (array < 0).any():
         raise DataError(f"{field_name}: counts must be >= 0")
     return array
+
+
+def _same_columns(a: Mapping[str, np.ndarray] | None, b: Mapping[str, np.ndarray] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return list(a) == list(b) and all(np.array_equal(a[name], b[name]) for name in a)
 
 
 def _percent_list(values: np.ndarray) -> list[float | None]:

@@ -7,18 +7,23 @@ Robustness" (Carlini et al., 2019) lists them. Each check here measures one:
 - robust_not_above_clean: per class, the accuracy on attacked inputs is not above the
   clean accuracy (an attack that fixes mistakes is not ascending the loss);
 - more_steps_not_weaker: PGD with more steps and restarts does not leave the model more
-  accurate than PGD-20 (beyond a one-sample / 1% tolerance);
-- large_eps_near_zero: with a budget covering the whole input box (eps = 1 in pixel
-  units) accuracy is near 0% (if not, gradients do not lead anywhere);
+  accurate than PGD-20 (beyond a tolerance of 1% of the subset, at least one sample),
+  compared in integer sample counts, so a tie at the tolerance passes;
+- large_eps_near_zero: with a budget covering the whole input box (L-inf eps 1, L2 eps
+  sqrt(D) for D input values, in pixel units) accuracy is near 0% (if not, gradients do not
+  lead anywhere);
 - input_gradients_nonzero: the loss has finite, non-zero input gradients at the clean
   inputs (all-zero gradients make every gradient attack a no-op);
 - outputs_are_logits: the model returns logits, not probabilities (rows of non-negative
   numbers summing to 1 would make cross entropy and the margin loss wrong).
 
-A failing check never stops a run: it is recorded in results.json (`sanity`) and
-reported through `log("warning: ...")`. Everything but the first check runs on a
-class-balanced subset of at most `max_samples` samples (the first samples of each class),
-with a seeded generator, so the checks are cheap and reproducible.
+The checks attack in the evaluated threat model: the norm and eps of the evaluation's
+attack (an L2 evaluation is checked with L2 PGD), read from the result when not given.
+Each check records its `threshold` next to what it `measured`. A failing check never stops
+a run: it is recorded in results.json (`sanity`) and reported through
+`log("warning: ...")`. Everything but the first check runs on a class-balanced subset of
+at most `max_samples` samples (the first samples of each class), with seeded generators,
+so the checks are cheap and reproducible.
 """
 
 from __future__ import annotations
@@ -35,32 +40,39 @@ from robustfair.errors import ConfigError
 
 Check = dict[str, Any]
 
-# More steps may only lose by chance (random starts): one sample or 1% of the subset.
-STRONGER_TOLERANCE = 0.01
-LARGE_EPS = 1.0
+# More steps may only lose by chance (random starts): 1% of the subset, at least one sample.
+STRONGER_TOLERANCE_PERCENT = 1
+LARGE_EPS = 1.0  # L-inf: the whole [0, 1] box; L2 uses sqrt(D), the box's diagonal
 LARGE_EPS_MAX_ACCURACY = 0.05
 MAX_ZERO_GRADIENT_FRACTION = 0.05
 
 
-def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, eps: float, num_classes: int,
+def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, num_classes: int,
+                      eps: float | None = None, norm: str | None = None,
                       device: str | torch.device | None = None, log: Callable[[str], Any] = print,
-                      max_samples: int = 200, norm: str = "linf", seed: int = 0,
+                      max_samples: int = 200, seed: int = 0,
                       weak_steps: int = 20, strong_steps: int = 50, strong_restarts: int = 2,
-                      large_eps: float = LARGE_EPS,
-                      large_eps_max_accuracy: float = LARGE_EPS_MAX_ACCURACY) -> dict[str, Any]:
+                      large_eps: float | None = None,
+                      large_eps_max_accuracy: float = LARGE_EPS_MAX_ACCURACY,
+                      progress: bool | None = None) -> dict[str, Any]:
     """Run every check; returns the JSON-serialisable record stored as results.json's `sanity`.
 
     model: the evaluated model (its train/eval mode is restored); data: a re-iterable of
         (x float [B, ...] in [0, 1], y int [B]) batches (the evaluation's test batches);
     result: the evaluation's `ClasswiseResult` (or its `to_dict()` form) under the main
-        attack; eps: that attack's budget in input units; norm: "linf" or "l2".
-    Returns {"passed": bool, "num_samples": n, "eps", "seconds", "checks": [{name, passed,
-    measured, message}]}. A check that cannot run is recorded as failed with the reason.
+        attack; eps, norm: that attack's threat model in input units, "linf" or "l2"
+        (default: read from `result.attack`); large_eps: default the whole input box for
+        the norm (1 in L-inf, sqrt(D) in L2); progress: a bar over the checks (None: when
+        stderr is a terminal).
+    Returns {"passed": bool, "num_samples": n, "eps", "norm", "seconds", "checks": [{name,
+    passed, measured, threshold, message}]}. A check that cannot run is recorded as failed
+    with the reason.
     """
+    from robustfair.engine.progress import progress_bar
+
     if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
         raise ConfigError(f"max_samples: {max_samples!r} must be an integer >= 1")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ConfigError(f"eps: {eps!r} must be a number >= 0")
+    eps, norm = _threat_model(result, eps, norm)
     start_time = time.perf_counter()
     model = getattr(model, "module", model)
     if device is None:
@@ -70,19 +82,28 @@ def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, eps: flo
     checks: list[Check] = [_guarded("robust_not_above_clean", lambda: robust_not_above_clean(result))]
     x, y = class_balanced_sample(data, num_classes=num_classes, max_samples=max_samples, device=device)
     if x is None:
-        checks.append(_check("subset", False, {}, "no test samples to run the checks on"))
+        checks.append(_check("subset", False, {}, "at least one test sample", "no test samples to run the checks on"))
     else:
+        if large_eps is None:
+            large_eps = box_diameter(x, norm)
+        runs: list[tuple[str, Callable[[], Check]]] = [
+            ("outputs_are_logits", lambda: outputs_are_logits(model, x)),
+            ("input_gradients_nonzero", lambda: input_gradients_nonzero(model, x, y))]
+        if eps > 0:
+            runs.append(("more_steps_not_weaker", lambda: more_steps_not_weaker(
+                model, x, y, eps=eps, norm=norm, seed=seed, weak_steps=weak_steps,
+                strong_steps=strong_steps, strong_restarts=strong_restarts)))
+        runs.append(("large_eps_near_zero", lambda: large_eps_near_zero(
+            model, x, y, eps=large_eps, norm=norm, seed=seed, max_accuracy=large_eps_max_accuracy)))
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
-            checks.append(_guarded("outputs_are_logits", lambda: outputs_are_logits(model, x)))
-            checks.append(_guarded("input_gradients_nonzero", lambda: input_gradients_nonzero(model, x, y)))
-            if eps > 0:
-                checks.append(_guarded("more_steps_not_weaker", lambda: more_steps_not_weaker(
-                    model, x, y, eps=eps, norm=norm, seed=seed, weak_steps=weak_steps,
-                    strong_steps=strong_steps, strong_restarts=strong_restarts)))
-            checks.append(_guarded("large_eps_near_zero", lambda: large_eps_near_zero(
-                model, x, y, eps=large_eps, norm=norm, seed=seed, max_accuracy=large_eps_max_accuracy)))
+            with progress_bar(len(runs), f"sanity checks ({norm}, eps {eps:g})", unit="check",
+                              enabled=progress) as bar:
+                for name, run in runs:
+                    bar.set_postfix_str(name)
+                    checks.append(_guarded(name, run))
+                    bar.update(1)
         finally:
             for module, training in modes:
                 module.train(training)
@@ -94,33 +115,61 @@ def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, eps: flo
         "num_samples": 0 if x is None else int(y.shape[0]),
         "eps": float(eps),
         "norm": norm,
+        "seed": seed,
         "seconds": round(time.perf_counter() - start_time, 3),
         "checks": checks,
     }
 
 
+def _threat_model(result: Any, eps: float | None, norm: str | None) -> tuple[float, str]:
+    """(eps, norm) as given, else from the evaluated attack's record; ConfigError if unknown."""
+    attack = result.get("attack", {}) if isinstance(result, Mapping) else getattr(result, "attack", {})
+    attack = attack if isinstance(attack, Mapping) else {}
+    if eps is None:
+        eps = attack.get("eps")
+    if norm is None:
+        norm = attack.get("norm") or "linf"
+    if eps is None:
+        raise ConfigError("eps: the result's attack does not record its eps; pass the evaluated threat model "
+                          "(eps=..., norm=...)")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ConfigError(f"eps: {eps!r} must be a number >= 0")
+    if norm not in ("linf", "l2"):
+        raise ConfigError(f"norm: {norm!r} is not allowed; valid values: linf, l2")
+    return float(eps), norm
+
+
+def box_diameter(x: torch.Tensor, norm: str) -> float:
+    """The largest distance inside the [0, 1] input box: 1 in L-inf, sqrt(D) in L2 (D values per input)."""
+    return LARGE_EPS if norm == "linf" else math.sqrt(x[0].numel())
+
+
 # ---- the checks (each returns a Check) ----------------------------------------------------
 
 def robust_not_above_clean(result: Any) -> Check:
-    """Per class: robust accuracy <= clean accuracy, and accuracy on attacked inputs <= clean."""
+    """Per class: robust accuracy <= clean accuracy, and accuracy on attacked inputs <= clean
+    (compared as integer counts of each class)."""
     from robustfair.metrics.classwise import ClasswiseResult
 
     if isinstance(result, Mapping):
         result = ClasswiseResult.from_dict(result)
-    clean, robust, adversarial = result.clean_acc, result.robust_acc, result.adversarial_acc
-    present = result.count > 0
+    clean_correct = np.diag(result.clean_confusion)
+    adversarial_correct = np.diag(result.adversarial_confusion)
     above = [result.classes[c] for c in range(result.num_classes)
-             if present[c] and (robust[c] > clean[c] + 1e-12 or adversarial[c] > clean[c] + 1e-12)]
-    measured = {"clean_acc": _percent(clean), "robust_acc": _percent(robust),
-                "adversarial_acc": _percent(adversarial), "classes_above_clean": above}
+             if result.robust_correct[c] > clean_correct[c] or adversarial_correct[c] > clean_correct[c]]
+    measured = {"clean_acc": _percent(result.clean_acc), "robust_acc": _percent(result.robust_acc),
+                "adversarial_acc": _percent(result.adversarial_acc), "classes_above_clean": above}
+    threshold = "per class: correct under attack <= correct on clean inputs (sample counts)"
     if above:
-        return _check("robust_not_above_clean", False, measured,
+        return _check("robust_not_above_clean", False, measured, threshold,
                       f"accuracy under attack is above clean accuracy for class(es) {', '.join(above)}: "
                       "the attack turns mistakes into correct predictions, so it is not maximising the loss")
-    return _check("robust_not_above_clean", True, measured, "robust and attacked accuracy <= clean for every class")
+    return _check("robust_not_above_clean", True, measured, threshold,
+                  "robust and attacked accuracy <= clean for every class")
 
 
 def outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Check:
+    """The model's outputs are finite and not rows of probabilities (non-negative, summing to 1)."""
     with torch.no_grad():
         out = model(x).float()
     finite = bool(torch.isfinite(out).all())
@@ -128,18 +177,20 @@ def outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Check:
     probabilities = bool((out >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
     measured = {"finite": finite, "min": float(out.min()), "max": float(out.max()),
                 "mean_row_sum": float(sums.mean())}
+    threshold = "finite, and not every row >= 0 with sum 1 (+- 1e-4)"
     if not finite:
-        return _check("outputs_are_logits", False, measured, "the model returns non-finite outputs")
+        return _check("outputs_are_logits", False, measured, threshold, "the model returns non-finite outputs")
     if probabilities:
-        return _check("outputs_are_logits", False, measured,
+        return _check("outputs_are_logits", False, measured, threshold,
                       "the model's rows are non-negative and sum to 1: it returns probabilities, but the "
                       "losses and attacks expect logits")
-    return _check("outputs_are_logits", True, measured, "outputs are finite logits")
+    return _check("outputs_are_logits", True, measured, threshold, "outputs are finite logits")
 
 
 def input_gradients_nonzero(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                             max_zero_fraction: float = MAX_ZERO_GRADIENT_FRACTION) -> Check:
-    """Cross-entropy input gradients at the clean inputs: finite, and zero for few samples."""
+    """Cross-entropy input gradients at the clean inputs: finite, and zero for few samples
+    (at most floor(max_zero_fraction * n) of the n samples)."""
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         loss = nn.functional.cross_entropy(model(inputs).float(), y, reduction="sum")
@@ -148,73 +199,93 @@ def input_gradients_nonzero(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         grad = torch.zeros_like(inputs)
     norms = grad.detach().flatten(1).abs().sum(1)
     finite = bool(torch.isfinite(norms).all())
-    zero_fraction = float((norms == 0).float().mean())
+    zero = int((norms == 0).sum())
+    allowed = int(math.floor(max_zero_fraction * y.shape[0] + 1e-9))
     finite_norms = norms[torch.isfinite(norms)]
-    measured = {"zero_fraction": zero_fraction, "finite": finite,
-                "median_l1_norm": float(finite_norms.median()) if finite_norms.numel() else None}
+    measured = {"zero_samples": zero, "num_samples": int(y.shape[0]), "zero_fraction": zero / y.shape[0],
+                "finite": finite, "median_l1_norm": float(finite_norms.median()) if finite_norms.numel() else None}
+    threshold = (f"finite, and at most {allowed} of {y.shape[0]} samples ({100 * max_zero_fraction:.0f}%) "
+                 "with an all-zero input gradient")
     if not finite:
-        return _check("input_gradients_nonzero", False, measured, "input gradients contain NaN or inf")
-    if zero_fraction > max_zero_fraction:
-        return _check("input_gradients_nonzero", False, measured,
-                      f"{100 * zero_fraction:.1f}% of samples have an all-zero input gradient (more than "
-                      f"{100 * max_zero_fraction:.0f}%): gradient attacks cannot move them, robust accuracy "
-                      "may be overestimated (gradient masking)")
-    return _check("input_gradients_nonzero", True, measured, "input gradients are finite and non-zero")
+        return _check("input_gradients_nonzero", False, measured, threshold, "input gradients contain NaN or inf")
+    if zero > allowed:
+        return _check("input_gradients_nonzero", False, measured, threshold,
+                      f"{zero} of {y.shape[0]} samples have an all-zero input gradient (more than {allowed}): "
+                      "gradient attacks cannot move them, robust accuracy may be overestimated (gradient masking)")
+    return _check("input_gradients_nonzero", True, measured, threshold,
+                  f"input gradients are finite; {zero} of {y.shape[0]} are all-zero")
 
 
 def more_steps_not_weaker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
                           seed: int = 0, weak_steps: int = 20, strong_steps: int = 50,
-                          strong_restarts: int = 2, tolerance: float = STRONGER_TOLERANCE) -> Check:
-    """Robust accuracy under PGD-`strong_steps` with restarts <= under PGD-`weak_steps` (+ tolerance).
+                          strong_restarts: int = 2, tolerance_percent: int = STRONGER_TOLERANCE_PERCENT) -> Check:
+    """Samples robust under PGD-`strong_steps` with restarts <= those robust under
+    PGD-`weak_steps` + a tolerance of `tolerance_percent`% of the n samples (at least one),
+    all in integer counts.
 
     The weak attack takes steps of eps/4 (the evaluation protocol's 2/255 at 8/255), the
-    strong one eps/10 (finer, with more steps and random restarts).
+    strong one eps/10 (finer, with more steps and random restarts); both in `norm`.
     """
-    weak = _robust_accuracy(model, x, y, eps=eps, step_size=eps / 4, steps=weak_steps, restarts=1,
-                            loss="ce", norm=norm, seed=seed)
-    strong = _robust_accuracy(model, x, y, eps=eps, step_size=eps / 10, steps=strong_steps,
-                              restarts=strong_restarts, loss="ce", norm=norm, seed=seed + 1)
-    slack = max(1.0 / y.shape[0], tolerance)
-    measured = {"weak": {"steps": weak_steps, "restarts": 1, "step_size": eps / 4, "robust_acc": 100 * weak},
+    n = int(y.shape[0])
+    weak = _robust_count(model, x, y, eps=eps, step_size=eps / 4, steps=weak_steps, restarts=1,
+                         loss="ce", norm=norm, seed=seed)
+    strong = _robust_count(model, x, y, eps=eps, step_size=eps / 10, steps=strong_steps,
+                           restarts=strong_restarts, loss="ce", norm=norm, seed=seed + 1)
+    slack = max(1, n * tolerance_percent // 100)
+    measured = {"num_samples": n, "norm": norm, "eps": eps,
+                "weak": {"steps": weak_steps, "restarts": 1, "step_size": eps / 4, "robust": weak,
+                         "robust_acc": 100 * weak / n},
                 "strong": {"steps": strong_steps, "restarts": strong_restarts, "step_size": eps / 10,
-                           "robust_acc": 100 * strong},
-                "tolerance": 100 * slack}
-    if strong > weak + slack + 1e-12:
-        return _check("more_steps_not_weaker", False, measured,
-                      f"PGD-{strong_steps} with {strong_restarts} restarts leaves {100 * strong:.1f}% robust "
-                      f"accuracy, more than PGD-{weak_steps}'s {100 * weak:.1f}%: the attack is not converging "
+                           "robust": strong, "robust_acc": 100 * strong / n},
+                "tolerance": slack}
+    threshold = (f"robust under PGD-{strong_steps} x{strong_restarts} <= robust under PGD-{weak_steps} + {slack} "
+                 f"sample{'s' if slack != 1 else ''} ({tolerance_percent}% of {n}, at least 1)")
+    if strong > weak + slack:
+        return _check("more_steps_not_weaker", False, measured, threshold,
+                      f"PGD-{strong_steps} with {strong_restarts} restarts leaves {strong} of {n} samples robust, "
+                      f"more than PGD-{weak_steps}'s {weak} + {slack}: the attack is not converging "
                       "(gradient masking or a too-large step)")
-    return _check("more_steps_not_weaker", True, measured,
-                  f"PGD-{strong_steps} x{strong_restarts}: {100 * strong:.1f}% <= PGD-{weak_steps}: {100 * weak:.1f}%")
+    return _check("more_steps_not_weaker", True, measured, threshold,
+                  f"robust: PGD-{strong_steps} x{strong_restarts} {strong} <= PGD-{weak_steps} {weak} + {slack} "
+                  f"of {n}")
 
 
-def large_eps_near_zero(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = LARGE_EPS,
+def large_eps_near_zero(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None,
                         norm: str = "linf", seed: int = 0, steps: int = 10,
                         max_accuracy: float = LARGE_EPS_MAX_ACCURACY) -> Check:
-    """Accuracy under PGD-`steps` (steps of eps/4) on the CW margin (no softmax saturation) at a huge eps.
+    """Accuracy under PGD-`steps` (steps of eps/4) on the CW margin (no softmax saturation) at a
+    budget covering the input box (default 1 in L-inf, sqrt(D) in L2): at most
+    floor(max_accuracy * n) of the n samples may stay correct.
 
     A model that predicts one class k on (nearly) the whole input box keeps class k's
     samples at any eps; the message then says so (a degenerate, e.g. undertrained, model
     rather than a failing attack); the check still fails, since the number is not ~0.
     """
+    eps = box_diameter(x, norm) if eps is None else eps
+    n = int(y.shape[0])
     robust, predictions = _attacked(model, x, y, eps=eps, step_size=eps / 4, steps=steps, restarts=1,
                                     loss="margin", norm=norm, seed=seed + 2)
-    accuracy = float(robust.float().mean())
+    correct = int(robust.sum())
+    allowed = int(math.floor(max_accuracy * n + 1e-9))
     counts = torch.bincount(predictions, minlength=1)
     majority = int(counts.argmax())
     majority_share = float(counts[majority]) / predictions.numel()
-    measured = {"eps": eps, "steps": steps, "accuracy": 100 * accuracy, "max_accuracy": 100 * max_accuracy,
+    measured = {"eps": eps, "norm": norm, "steps": steps, "correct": correct, "num_samples": n,
+                "accuracy": 100 * correct / n, "max_accuracy": 100 * max_accuracy,
                 "majority_prediction": majority, "majority_share": 100 * majority_share}
-    if accuracy <= max_accuracy:
-        return _check("large_eps_near_zero", True, measured, f"{100 * accuracy:.1f}% accuracy at eps {eps:g}")
-    message = f"{100 * accuracy:.1f}% accuracy at eps {eps:g} (expected <= {100 * max_accuracy:.0f}%): "
+    threshold = f"at most {allowed} of {n} samples ({100 * max_accuracy:.0f}%) correct at {norm} eps {eps:g}"
+    if correct <= allowed:
+        return _check("large_eps_near_zero", True, measured, threshold,
+                      f"{correct} of {n} correct at {norm} eps {eps:g}")
+    message = f"{correct} of {n} samples ({100 * correct / n:.1f}%) stay correct at {norm} eps {eps:g} " \
+              f"(expected <= {allowed}): "
     if bool((y[robust] == majority).all()) and majority_share >= 0.9:
         message += (f"every surviving sample is of class {majority}, which the model predicts for "
                     f"{100 * majority_share:.0f}% of the attacked inputs: a (nearly) constant classifier, e.g. "
                     "undertrained, rather than a failing attack")
     else:
         message += "the attack cannot reach misclassification even with an unbounded budget (gradient masking?)"
-    return _check("large_eps_near_zero", False, measured, message)
+    return _check("large_eps_near_zero", False, measured, threshold, message)
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -249,10 +320,10 @@ def class_balanced_sample(data: Iterable, *, num_classes: int, max_samples: int,
     return x, y
 
 
-def _robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **attack: Any) -> float:
-    """Fraction correct both clean and under the attack (AutoAttack's convention)."""
+def _robust_count(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **attack: Any) -> int:
+    """Samples correct both clean and under the attack (AutoAttack's convention)."""
     robust, _ = _attacked(model, x, y, **attack)
-    return float(robust.float().mean())
+    return int(robust.sum())
 
 
 def _attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
@@ -284,11 +355,12 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
     try:
         return run()
     except Exception as err:  # noqa: BLE001 - a broken check must not lose the finished run
-        return _check(name, False, {}, f"could not run: {type(err).__name__}: {err}")
+        return _check(name, False, {}, "the check runs", f"could not run: {type(err).__name__}: {err}")
 
 
-def _check(name: str, passed: bool, measured: Mapping[str, Any], message: str) -> Check:
-    return {"name": name, "passed": bool(passed), "measured": _jsonable(measured), "message": message}
+def _check(name: str, passed: bool, measured: Mapping[str, Any], threshold: str, message: str) -> Check:
+    return {"name": name, "passed": bool(passed), "measured": _jsonable(measured), "threshold": threshold,
+            "message": message}
 
 
 def _percent(values: np.ndarray) -> list[float | None]:
@@ -307,5 +379,5 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["run_sanity_checks", "robust_not_above_clean", "outputs_are_logits", "input_gradients_nonzero",
-           "more_steps_not_weaker", "large_eps_near_zero", "class_balanced_sample"]
+__all__ = ["run_sanity_checks", "box_diameter", "robust_not_above_clean", "outputs_are_logits",
+           "input_gradients_nonzero", "more_steps_not_weaker", "large_eps_near_zero", "class_balanced_sample"]
