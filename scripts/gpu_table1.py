@@ -333,9 +333,9 @@ def train_one(spec: MethodSpec, plan: Plan, args, runs: Path, record: dict[str, 
     record["runs"][spec.key] = entry
     if plan.autoattack is not None:
         entry["autoattack"] = autoattack_subset(trainer, plan, args)
-        print(f"  AutoAttack ({plan.autoattack}) on {entry['autoattack']['num_samples']} test images: "
-              f"{entry['autoattack']['seconds']:.1f} s, avg/worst robust error "
-              f"{entry['autoattack']['summary']['avg_rob_err']:.2f}/{entry['autoattack']['summary']['worst_rob_err']:.2f}",
+        aa = entry["autoattack"]
+        print(f"  AutoAttack ({plan.autoattack}) on {aa['num_samples']} test images: {aa['seconds']:.1f} s, "
+              f"avg/worst robust error {aa['summary']['avg_rob_err']:.2f}/{aa['summary']['worst_rob_err']:.2f}",
               flush=True)
     if spec.key == "pgd_at" and not args.no_precision_gap:
         entry["precision_gap"] = precision_gap(trainer, results)

@@ -85,7 +85,7 @@ class TrainConfig:
                                       help="channels_last model and inputs: true, false or auto")
     tf32: bool | str = param("auto", choices=("auto",), help="TF32 matmuls/convolutions (CUDA): true, false or auto")
     cudnn_benchmark: bool | str = param("auto", choices=("auto",),
-                                        help="cuDNN picks the fastest convolution algorithm (CUDA): true, false or auto")
+                                        help="cuDNN picks its fastest convolution algorithm (CUDA): true, false, auto")
     optimizer_impl: str = param("auto", choices=("auto", "fused", "foreach", "for_loop"),
                                 help="SGD implementation (auto: fused on CUDA, for_loop on CPU)")
     early_stop_attack: str = param("auto", choices=("auto", "compact", "masked"),
