@@ -120,12 +120,15 @@ def test_cut_off_call_keeps_finished_runs_and_skips_what_cannot_fit(tmp_path, mo
     record = _check_returned(out)
     assert record["status"].startswith("interrupted") and list(record["runs"]) == ["pgd_at"]
 
+    # Steps measured as 60 s each: no run fits in the budget, so each is skipped with its reason.
     monkeypatch.setattr(gpu_table1, "train_one", original)
+    monkeypatch.setattr(gpu_table1, "measure_steps", lambda args, device, keys: {k: 60.0 for k in keys})
     out = tmp_path / "tight"
-    gpu_table1.main(["--smoke", "--dataset", "digits", "--no-benchmark", "--no-frl", "--budget-s", "17",
+    gpu_table1.main(["--smoke", "--dataset", "digits", "--no-benchmark", "--no-frl", "--budget-s", "60",
                      "--out", str(out), "--work", str(tmp_path / "work2")])
     record = json.loads((out / "results.json").read_text())
-    assert record["skipped"] and all("s left" in reason for reason in record["skipped"].values())
+    assert set(record["skipped"]) == {"pgd_at", "bat", "trades6"} and not record["runs"]
+    assert all("s left" in reason for reason in record["skipped"].values())
     assert "## Not run" in (out / "table1.md").read_text()
 
 
