@@ -5,6 +5,13 @@ then `repeats` rounds; in each round every callable runs once, in an order rotat
 one per round, so slow phases of a shared machine hit every callable alike. Ratios are
 taken within a round (both sides measured seconds apart) and the median over rounds is
 reported, which cancels most of the noise of other processes on the machine.
+
+Two clocks are read around every call: wall time (`time.perf_counter`) and this process's
+CPU time (`time.process_time`, all its threads). On a CPU device the figures and targets
+use CPU time: other processes on a shared machine stretch wall time (the process waits
+for a core) but hardly change the CPU time the work itself takes, so a loaded machine
+does not flip a target. On CUDA the figures use wall time (the host mostly waits for the
+GPU, and waiting is what is being measured). Both clocks are printed and stored.
 """
 
 from __future__ import annotations
@@ -38,45 +45,68 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_once(fn: Callable[[], Any], device: torch.device, clock: str = "wall") -> float:
-    """Seconds of one call of `fn`, device work included.
-
-    clock "wall": elapsed time; "cpu": this process's CPU time (`time.process_time`), which
-    other processes on a shared CPU machine do not inflate (CPU devices only).
-    """
-    now = time.process_time if clock == "cpu" and device.type == "cpu" else time.perf_counter
+def time_once(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call of `fn`, device work included."""
     synchronize(device)
-    start = now()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     synchronize(device)
-    return now() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def judged_clock(device: torch.device) -> str:
+    """The clock figures and targets are judged on: "cpu" on a CPU device, "wall" on CUDA."""
+    return "wall" if device.type == "cuda" else "cpu"
+
+
+class Timings(dict):
+    """{name: [seconds in round 0, 1, ...]} on the judged clock (`clock`: "cpu" or "wall").
+
+    `.wall` and `.cpu` hold both clocks' per-round seconds; `per_round()` gives them for JSON.
+    """
+
+    def __init__(self, wall: dict[str, list[float]], cpu: dict[str, list[float]], clock: str):
+        super().__init__(cpu if clock == "cpu" else wall)
+        self.wall, self.cpu, self.clock = wall, cpu, clock
+
+    def per_round(self) -> dict[str, Any]:
+        return {"clock": self.clock, "wall_s": {k: list(v) for k, v in self.wall.items()},
+                "cpu_s": {k: list(v) for k, v in self.cpu.items()}}
 
 
 def interleaved_times(fns: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int,
                       device: torch.device, after_call: Callable[[str, int], None] | None = None,
-                      verbose: bool = True, clock: str = "wall") -> dict[str, list[float]]:
-    """Seconds of each callable in each of `repeats` rounds: {name: [t_round0, ...]}.
+                      verbose: bool = True, clock: str | None = None) -> Timings:
+    """Seconds of each callable in each of `repeats` rounds, on both clocks (`Timings`).
 
     Round r runs the callables in their given order rotated by r. `after_call(name, round)`
     runs untimed after each timed call (e.g. to read counters); round -1 marks warm-up.
+    clock: the judged clock, "cpu" or "wall" (default `judged_clock(device)`); a callable
+    whose work runs in other processes (DataLoader workers) must be judged on "wall".
     """
+    clock = clock or judged_clock(device)
+    if clock not in ("cpu", "wall"):
+        raise ValueError(f"clock: {clock!r} must be 'cpu' or 'wall'")
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
             if after_call is not None:
                 after_call(name, -1)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_once(fns[name], device, clock))
+            w, c = time_once(fns[name], device)
+            wall[name].append(w)
+            cpu[name].append(c)
             if after_call is not None:
                 after_call(name, r)
         if verbose:
-            line = ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names)
+            line = ", ".join(f"{n} {wall[n][-1]:.3f}s wall / {cpu[n][-1]:.3f}s cpu" for n in names)
             print(f"  round {r + 1}/{repeats}: {line}", flush=True)
-    return times
+    return Timings(wall, cpu, clock)
 
 
 def median(values: Sequence[float]) -> float:
@@ -91,6 +121,11 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> tu
     """
     per_round = median([a / b for a, b in zip(numerator, denominator)])
     return per_round, min(numerator) / min(denominator)
+
+
+def wall_ratio(times: Timings, numerator: str, denominator: str) -> float:
+    """The median per-round ratio on the wall clock, printed beside the judged figure."""
+    return median([a / b for a, b in zip(times.wall[numerator], times.wall[denominator])])
 
 
 # ---- machine --------------------------------------------------------------------------------

@@ -30,3 +30,24 @@ def trained_mlp() -> nn.Module:
     for p in model.parameters():
         p.grad = None
     return model.eval()
+
+
+class RowwiseLinear(nn.Module):
+    """`nn.Linear` computed as a broadcast product and a last-dimension sum, row by row."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.unsqueeze(1) * self.weight).sum(-1) + self.bias
+
+
+def rowwise_mlp() -> nn.Module:
+    """The trained MLP in float64 with batch-independent rounding: a sample's outputs and
+    input gradients are bit-for-bit the same whichever samples share its batch (a BLAS
+    matmul's rounding can depend on the batch size), so implementations that batch
+    differently (compact vs masked attacks) can be compared for exact equality."""
+    trained = trained_mlp().double()
+    return nn.Sequential(nn.Flatten(), RowwiseLinear(trained[1]), nn.ReLU(), RowwiseLinear(trained[3])).eval()

@@ -53,7 +53,9 @@ def per_sample_budget(value: Any, x: torch.Tensor, field: str) -> torch.Tensor:
     """A budget (eps or step size) as a float32 (float64 for float64 x) tensor [B] on x's device.
 
     value: a Python number >= 0, or a tensor [B] (or 0-d) of finite values >= 0, e.g. FRL's
-    per-class eps gathered by label. Checking a tensor's values costs one host sync.
+    per-class eps gathered by label. A CPU tensor's values are checked here (ConfigError);
+    a CUDA tensor's by an asynchronous device assertion, so the attack never waits for the
+    GPU (a bad value then fails at the next synchronisation, as a device-side assertion).
     """
     batch = x.shape[0]
     if isinstance(value, torch.Tensor):
@@ -62,7 +64,10 @@ def per_sample_budget(value: Any, x: torch.Tensor, field: str) -> torch.Tensor:
         if value.dim() != 1 or value.shape[0] != batch:
             raise ConfigError(f"{field}: a per-sample tensor must have shape [{batch}], got {tuple(value.shape)}")
         value = value.detach().to(device=x.device, dtype=_budget_dtype(x))
-        if not bool(torch.isfinite(value).all() & (value >= 0).all()):
+        valid = torch.isfinite(value).all() & (value >= 0).all()
+        if value.device.type == "cuda":
+            torch._assert_async(valid, f"{field}: every per-sample value must be finite and >= 0")
+        elif not bool(valid):
             raise ConfigError(f"{field}: every per-sample value must be finite and >= 0")
         return value
     check_number(value, field)

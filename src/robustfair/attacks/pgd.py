@@ -28,6 +28,7 @@ from robustfair.attacks.objectives import LossFunction, Objective, objective_gra
 from robustfair.errors import ConfigError
 
 Budget = float | torch.Tensor
+RESTART_VARIANTS = ("auto", "compact", "masked")
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step_size: Budget,
@@ -37,7 +38,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
         targeted: bool = False, target: torch.Tensor | None = None,
         clamp: tuple[float, float] | None = (0.0, 1.0), bn_mode: str = "eval",
         generator: torch.Generator | None = None,
-        return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return_logits: bool = False, restart_variant: str = "auto"
+        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Projected gradient ascent on `loss` within the eps-ball around x.
 
     eps, step_size: Python numbers >= 0 or per-sample tensors [B] (per-class budgets
@@ -57,7 +59,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
         x + 0.001 N(0, I)); every step still projects and clamps.
     restarts: > 1 runs further random restarts on the samples not yet fooled and keeps,
         per sample, the first restart that fools the model, else the one with the highest
-        loss (worst case per sample, as a robust evaluation should).
+        loss (worst case per sample, as a robust evaluation should). Each restart's start
+        is drawn for the whole batch, so a sample's draws do not depend on which others
+        are still unfooled.
+    restart_variant: how restarts skip fooled samples: "compact" (gather the unfooled
+        ones: least work, one host synchronisation per restart), "masked" (run the whole
+        batch and keep results by mask: fixed shapes, no synchronisation) or "auto"
+        (masked on CUDA, compact elsewhere). Both return the same x_adv.
     targeted: descend the loss towards `target` (int64 [B]) instead of ascending it on y;
         "fooled" then means predicted as the target.
     clamp: the valid input box, (0, 1) for images; None for standardised tabular data.
@@ -84,23 +92,39 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
     else:
         labels = y
     direction = -1.0 if targeted else 1.0
+    check_choice(restart_variant, "restart_variant", RESTART_VARIANTS)
+    masked = restart_variant == "masked" or (restart_variant == "auto" and x.device.type == "cuda")
 
     with crafting_mode(model, bn_mode), torch.inference_mode(False), torch.enable_grad():
         logits_clean = _logits(model, x) if objective.needs_clean_logits else None
-        run = dict(model=model, objective=objective, direction=direction, steps=steps, norm=norm,
-                   start=start, start_scale=start_scale, project_start=project_start, clamp=clamp,
-                   generator=generator)
-        x_adv = _ascend(x=x, labels=labels, logits_clean=logits_clean, eps=eps_b, step_size=step_b, **run)
+        run = dict(model=model, objective=objective, direction=direction, steps=steps, norm=norm, clamp=clamp)
+        x_start = start_point(x, start, eps_b, norm, start_scale, clamp, generator, projected=project_start)
+        x_adv = _ascend(x=x, x_start=x_start, labels=labels, logits_clean=logits_clean, eps=eps_b, step_size=step_b,
+                        **run)
         logits_adv = None
         if restarts > 1:
             logits_adv = _logits(model, x_adv)
             fooled, score = _outcome(objective, direction, targeted, logits_adv, labels, logits_clean)
             for _ in range(restarts - 1):
+                # Drawn for the whole batch in both variants: the same start for every sample.
+                x_start = start_point(x, start, eps_b, norm, start_scale, clamp, generator, projected=project_start)
+                if masked:
+                    candidate = _ascend(x=x, x_start=x_start, labels=labels, logits_clean=logits_clean, eps=eps_b,
+                                        step_size=step_b, **run)
+                    cand_logits = _logits(model, candidate)
+                    cand_fooled, cand_score = _outcome(objective, direction, targeted, cand_logits, labels,
+                                                       logits_clean)
+                    better = ~fooled & (cand_fooled | (cand_score > score))
+                    x_adv = torch.where(_rows(better, x), candidate, x_adv)
+                    logits_adv = torch.where(better[:, None], cand_logits, logits_adv)
+                    score = torch.where(better, cand_score, score)
+                    fooled = fooled | cand_fooled
+                    continue
                 todo = torch.nonzero(~fooled).squeeze(1)
                 if todo.numel() == 0:
                     break
                 clean_todo = None if logits_clean is None else logits_clean[todo]
-                candidate = _ascend(x=x[todo], labels=labels[todo], logits_clean=clean_todo,
+                candidate = _ascend(x=x[todo], x_start=x_start[todo], labels=labels[todo], logits_clean=clean_todo,
                                     eps=eps_b[todo], step_size=step_b[todo], **run)
                 cand_logits = _logits(model, candidate)
                 cand_fooled, cand_score = _outcome(objective, direction, targeted, cand_logits,
@@ -141,14 +165,13 @@ def _check_common(x: torch.Tensor, eps: Any, step_size: Any, steps: Any, norm: A
     return eps_b, step_b, objective, check_clamp(clamp)
 
 
-def _ascend(*, model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+def _ascend(*, model: nn.Module, x: torch.Tensor, x_start: torch.Tensor, labels: torch.Tensor,
             logits_clean: torch.Tensor | None, objective: Objective, direction: float,
             eps: torch.Tensor, step_size: torch.Tensor, steps: int, norm: str,
-            start: str | torch.Tensor, start_scale: float, project_start: bool,
-            clamp: tuple[float, float] | None, generator: torch.Generator | None) -> torch.Tensor:
-    """One PGD run from a fresh start; returns the K-th iterate, detached."""
+            clamp: tuple[float, float] | None) -> torch.Tensor:
+    """One PGD run from `x_start`; returns the K-th iterate, detached."""
     x = x.detach()
-    x_adv = start_point(x, start, eps, norm, start_scale, clamp, generator, projected=project_start)
+    x_adv = x_start
     for _ in range(steps):
         grad, _ = objective_gradient(model, x_adv, objective, labels, logits_clean, direction)
         x_adv = project(ascent_step(x_adv, grad, step_size, norm), x, eps, norm, clamp).detach()

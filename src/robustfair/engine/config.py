@@ -88,9 +88,23 @@ class TrainConfig:
     epochs: int = param(10, low=1)
     batch_size: int = param(128, low=1, help="global batch size (split across DDP ranks)")
     device: str = param("auto", help="auto, cpu, cuda or cuda:N")
-    amp: bool = param(False, help="bf16 autocast (CUDA and CPU)")
-    channels_last: bool = param(False, help="channels_last memory format (CUDA)")
+    # Device settings (engine/accelerator.py); "auto" = on for CUDA, off elsewhere. The values
+    # actually used are recorded in meta.json and results.json ("acceleration").
+    amp: bool | str = param("auto", choices=("auto",), help="bf16 autocast of training steps: true, false or auto")
+    channels_last: bool | str = param("auto", choices=("auto",),
+                                      help="channels_last model and inputs: true, false or auto")
+    tf32: bool | str = param("auto", choices=("auto",), help="TF32 matmuls/convolutions (CUDA): true, false or auto")
+    cudnn_benchmark: bool | str = param("auto", choices=("auto",),
+                                        help="cuDNN picks its fastest convolution algorithm (CUDA): true, false, auto")
+    optimizer_impl: str = param("auto", choices=("auto", "fused", "foreach", "for_loop"),
+                                help="SGD implementation (auto: fused on CUDA, for_loop on CPU)")
+    early_stop_attack: str = param("auto", choices=("auto", "compact", "masked"),
+                                   help="early-stopped attacks: masked (fixed shapes, no host sync) or compact "
+                                        "(auto: masked on CUDA)")
     compile: bool = param(False, help="torch.compile the model")
+    compile_mode: str = param("default", choices=("default", "reduce-overhead", "max-autotune",
+                                                  "max-autotune-no-cudagraphs"),
+                              help="torch.compile mode (reduce-overhead: CUDA graphs)")
     val_attack: str = param("pgd20", help="attack for validation class-wise numbers ('none' for clean only)")
     val_every: int = param(1, low=1, help="validate every N epochs (and at the last epoch)")
     eval_batch_size: int = param(500, low=1)
@@ -113,6 +127,7 @@ class EvalConfig:
     extra_attacks: tuple[str, ...] = param((), help="more attacks evaluated at the end (e.g. autoattack)")
     sanity_checks: bool = param(True, help="run evaluation sanity checks and record them")
     seed: int = param(0, low=0, help="seed of every random draw of the evaluation attacks (recorded in results.json)")
+    amp: bool = param(False, help="bf16 autocast in validation and test evaluation (default fp32)")
 
 
 @dataclass(frozen=True)

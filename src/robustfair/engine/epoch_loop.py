@@ -15,7 +15,8 @@ from torch import nn
 
 from robustfair.engine import distributed as dist_utils
 from robustfair.data.input_range import check_unit_range
-from robustfair.engine.config import TrainConfig
+from robustfair.engine.accelerator import Acceleration, autocast, prepare_inputs, resolve_acceleration
+from robustfair.engine.config import EvalConfig, TrainConfig
 from robustfair.engine.divergence import NO_BAD_STEP, first_bad_step_across_ranks, mark_first_bad_step
 from robustfair.engine.progress import Progress
 from robustfair.methods import TrainingMethod
@@ -33,8 +34,14 @@ class EpochOutcome:
 
 def run_epoch(*, model: nn.Module, parameters, method: TrainingMethod, optimizer: torch.optim.Optimizer, loader,
               cfg: TrainConfig, device: torch.device, epoch: int, world_size: int,
-              show_progress: bool) -> EpochOutcome:
-    """Train `model` for one pass of `loader` (already set to this epoch)."""
+              show_progress: bool, acceleration: Acceleration | None = None) -> EpochOutcome:
+    """Train `model` for one pass of `loader` (already set to this epoch).
+
+    acceleration: the run's resolved device settings (bf16 autocast of the step,
+    channels_last inputs); resolved from `cfg` for `device` when None.
+    """
+    if acceleration is None:
+        acceleration = resolve_acceleration(cfg, EvalConfig(), device)
     model.train()
     sums: dict[str, torch.Tensor] = {}
     first_bad = torch.tensor(NO_BAD_STEP, device=device)
@@ -43,9 +50,8 @@ def run_epoch(*, model: nn.Module, parameters, method: TrainingMethod, optimizer
     for step, (x, y) in enumerate(loader):
         if step == 0:  # the input contract, one host sync per epoch (the data were checked when loaded)
             check_unit_range(x, f"training data, epoch {epoch + 1}")
-        if cfg.channels_last and device.type == "cuda" and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        x = prepare_inputs(x, acceleration)
+        with autocast(device, acceleration.amp):  # the attack and the loss; backward and step outside
             out = method.loss(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -152,14 +152,18 @@ class RunDirectory:
         return ("the run is incomplete (no results.json, no checkpoint yet): start it again once the directory "
                 "can be written")
 
-    def write_header(self, config: RunConfig, device: torch.device, world_size: int) -> None:
-        """config.yaml (every default written out) and meta.json (code and machine versions)."""
+    def write_header(self, config: RunConfig, device: torch.device, world_size: int,
+                     acceleration: dict[str, Any] | None = None) -> None:
+        """config.yaml (every default written out) and meta.json (code and machine versions,
+        and the device settings the run resolved, `acceleration`, when given)."""
         self.path.mkdir(parents=True, exist_ok=True)
         run_files.atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
         meta = {"robustfair": robustfair.__version__, "torch": torch.__version__, "python": platform.python_version(),
                 "machine": platform.platform(), "device": str(device),
                 "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                 "world_size": world_size, "git_commit": git_commit()}
+        if acceleration is not None:
+            meta["acceleration"] = acceleration
         run_files.atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=2))
 
     def append_metrics(self, record: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ from torch import nn
 
 import robustfair
 from robustfair.engine import distributed as dist_utils
+from robustfair.engine.accelerator import autocast, backend_flags, build_sgd, prepare_model, resolve_acceleration
 from robustfair.engine.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from robustfair.engine.config import RunConfig, config_to_dict, parse_config
 from robustfair.engine.divergence import NO_BAD_STEP, diverged_error, extreme_settings, nonfinite_tensors
@@ -124,21 +125,24 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data: RunData = prepare_data(config, splits)
         in_channels, input_size = input_geometry(self.data.train)
+        # Device settings ("auto" = the fast ones on CUDA), resolved once and recorded.
+        self.acceleration = resolve_acceleration(config.train, config.eval, self.device)
         self.core = build_run_model(config, in_channels, input_size, self.data.num_classes,
                                     model=model).to(self.device)
         if model is not None or is_factory_path(config.model.name):  # your own model: try it on two samples
             check_model_output(self.core, self._sample_batch(2), self.data.num_classes, config.model.name)
-        if config.train.channels_last and self.device.type == "cuda":
-            self.core = self.core.to(memory_format=torch.channels_last)
+        self.core = prepare_model(self.core, self.acceleration)
         if config.init_from:
             self._init_from(config.init_from)
         self.method: TrainingMethod = METHODS[config.method_name()](self.method_config,
                                                                     num_classes=self.data.num_classes)
-        self.optimizer = torch.optim.SGD(self.core.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
-                                         weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov)
+        self.optimizer = build_sgd(self.core.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
+                                   weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov,
+                                   implementation=self.acceleration.optimizer_impl)
         wrapped: nn.Module = self.core
         if config.train.compile:
-            wrapped = torch.compile(wrapped)
+            mode = config.train.compile_mode
+            wrapped = torch.compile(wrapped, mode=None if mode == "default" else mode)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -289,13 +293,15 @@ class Trainer:
         return epoch_context(self.core, epoch=epoch, num_epochs=self.config.train.epochs,
                              num_classes=self.data.num_classes, eps=self.eps, val_loader=self.val_loader,
                              device=self.device, classes=self.data.classes, dataset_name=self.data.name,
-                             all_reduce_sum=dist_utils.all_reduce_sum, norm=self.norm, seed=self.config.eval.seed)
+                             all_reduce_sum=dist_utils.all_reduce_sum, norm=self.norm, seed=self.config.eval.seed,
+                             amp=self.acceleration.eval_amp)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.loader.set_epoch(epoch)
         outcome = run_epoch(model=self.model, parameters=self.core.parameters(), method=self.method,
                             optimizer=self.optimizer, loader=self.loader, cfg=self.config.train, device=self.device,
-                            epoch=epoch, world_size=self.dist.world_size, show_progress=self.show_progress)
+                            epoch=epoch, world_size=self.dist.world_size, show_progress=self.show_progress,
+                            acceleration=self.acceleration)
         if outcome.bad_step != NO_BAD_STEP:
             raise self._diverged("loss", epoch, f"step {outcome.bad_step + 1} of {outcome.steps}")
         self._check_weights(epoch, f"by the end of its {outcome.steps} steps")
@@ -303,10 +309,12 @@ class Trainer:
 
     def _evaluate(self, model: nn.Module, data, attack: str, dataset_name: str | None = None,
                   progress: bool | None = False):
-        return evaluate_model(model, data, attack=attack, eps=self.eps, num_classes=self.data.num_classes,
-                              classes=self.data.classes, device=self.device,
-                              dataset_name=dataset_name or self.data.name, reduce=dist_utils.all_reduce_sum,
-                              norm=self.norm, seed=self.config.eval.seed, progress=progress)
+        # fp32 unless eval.amp: a robustness number should not depend on reduced precision.
+        with autocast(self.device, self.acceleration.eval_amp):
+            return evaluate_model(model, data, attack=attack, eps=self.eps, num_classes=self.data.num_classes,
+                                  classes=self.data.classes, device=self.device,
+                                  dataset_name=dataset_name or self.data.name, reduce=dist_utils.all_reduce_sum,
+                                  norm=self.norm, seed=self.config.eval.seed, progress=progress)
 
     def _validate(self) -> Any | None:
         if self.val_loader is None:
@@ -330,8 +338,11 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, evaluate, write results.json; returns the results."""
+        from robustfair.attacks import early_stop_variant
+
         try:
-            with _denormals_flushed(self.device.type == "cpu"), self._opened_epoch_log():
+            with _denormals_flushed(self.device.type == "cpu"), backend_flags(self.acceleration), \
+                    early_stop_variant(self.acceleration.early_stop_attack), self._opened_epoch_log():
                 return self._fit()
         finally:
             self.run.release()
@@ -354,7 +365,8 @@ class Trainer:
         main = self.dist.is_main
         if main:
             with self.run.writing():
-                self.run.write_header(cfg, self.device, self.dist.world_size)
+                self.run.write_header(cfg, self.device, self.dist.world_size,
+                                      acceleration=self.acceleration.to_dict())
         start_time = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.train.epochs):
             lr = lr_at_epoch(cfg.schedule, cfg.optim.lr, epoch, cfg.train.epochs)
@@ -414,7 +426,8 @@ class Trainer:
                           "epochs": cfg.train.epochs, "seed": cfg.seed, "train_time_s": round(train_time, 2),
                           "device": str(self.device), "world_size": self.dist.world_size,
                           "eps": self.eps, "norm": self.norm, "eval_seed": cfg.eval.seed,
-                          "eval_batch_size": cfg.train.eval_batch_size, "robustfair": robustfair.__version__}
+                          "eval_batch_size": cfg.train.eval_batch_size, "robustfair": robustfair.__version__,
+                          "acceleration": self.acceleration.to_dict()}
         if self.dist.is_main:
             with self.run.writing():
                 self.run.write_results(results)

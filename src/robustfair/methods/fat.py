@@ -90,14 +90,16 @@ class _FAT(TrainingMethod):
         super().on_epoch_start(ctx)
         return {"tau": self.current_tau()}
 
-    def friendly_adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Early-stopped PGD iterates [B, ...] and the per-sample gradient steps taken."""
+    def friendly_adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Early-stopped PGD iterates [B, ...] and the per-sample gradient steps taken (int64
+        0-d tensor on the device: reading it back would cost a host synchronisation)."""
         c = self.config
         result = early_stopped_pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
                                    loss=self.attack_loss, start=c.start, start_scale=0.001,
                                    tau=self.current_tau(), noise_std=c.noise_std, mode="first_adv",
                                    check_final=False)
-        return result.first_adv, result.passes
+        return result.first_adv, result.passes_count
 
 
 class FATAT(_FAT):
@@ -112,7 +114,7 @@ class FATAT(_FAT):
         logits_adv = model(x_adv)
         ce = cross_entropy(logits_adv, y)
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
-        steps = torch.tensor(passes / x.shape[0], device=x.device)
+        steps = passes.float() / x.shape[0]
         return MethodOutput(ce.mean(), {"ce_adv": ce.detach().mean(), "train_robust_acc": robust,
                                         "attack_steps": steps})
 
@@ -130,6 +132,6 @@ class FATTRADES(_FAT):
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         loss = ce.mean() + self.config.beta * kl.sum() / x.shape[0]
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
-        steps = torch.tensor(passes / x.shape[0], device=x.device)
+        steps = passes.float() / x.shape[0]
         return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(),
                                    "train_robust_acc": robust, "attack_steps": steps})

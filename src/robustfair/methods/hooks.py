@@ -60,27 +60,30 @@ def epoch_context(model: nn.Module, *, epoch: int, num_epochs: int, num_classes:
                   val_loader: Iterable | None = None, device: torch.device | str | None = None,
                   classes: list[str] | None = None, dataset_name: str = "validation",
                   all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity, norm: str = "linf",
-                  seed: int | None = 0) -> EpochContext:
+                  seed: int | None = 0, amp: bool = False) -> EpochContext:
     """The EpochContext for epoch `epoch` (0-based) of `num_epochs`.
 
     model: the unwrapped model (not a DDP wrapper). val_loader: (x, y) batches of the
     validation split, float in [0, 1], or None. eps: the budget of `ctx.evaluate`'s attacks.
     all_reduce_sum: sum over distributed ranks (identity in one process). norm: the run's
     threat model (its eps applies to attacks of that norm only); seed: every random draw of
-    `ctx.evaluate`'s attacks comes from it (the run's eval.seed).
+    `ctx.evaluate`'s attacks comes from it (the run's eval.seed); amp: bf16 autocast in
+    those evaluations (the run's eval.amp; fp32 by default).
     """
     device = torch.device(device) if device is not None else _model_device(model)
 
     def evaluate(eval_model, loader, attack="pgd20", **overrides):
+        from robustfair.engine.accelerator import autocast
         from robustfair.engine.run_evaluation import eval_attack_overrides
         from robustfair.metrics import evaluate_classwise
 
         clean = attack in (None, "none", "clean")
         budget = {} if clean else eval_attack_overrides(attack, eps, norm)
         budget.update(overrides)
-        return evaluate_classwise(eval_model, loader, attack=None if clean else attack, num_classes=num_classes,
-                                  classes=classes, device=device, dataset_name=dataset_name,
-                                  attack_overrides=budget, reduce=all_reduce_sum, seed=seed, progress=False)
+        with autocast(device, amp):
+            return evaluate_classwise(eval_model, loader, attack=None if clean else attack, num_classes=num_classes,
+                                      classes=classes, device=device, dataset_name=dataset_name,
+                                      attack_overrides=budget, reduce=all_reduce_sum, seed=seed, progress=False)
 
     return EpochContext(epoch=epoch, num_epochs=num_epochs, model=model, device=device, num_classes=num_classes,
                         val_loader=val_loader, evaluate=evaluate, all_reduce_sum=all_reduce_sum, eps=eps)
