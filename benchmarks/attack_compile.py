@@ -37,20 +37,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 import contextlib  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
 import torch  # noqa: E402
 
-from benchmarks.common import (base_parser, build_benchmark_model, interleaved_times, load_images,  # noqa: E402
-                               machine_description, median, print_machine, print_table, realistic_labels,
-                               to_unit, write_json)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    build_benchmark_model,
+    interleaved_times,
+    load_images,
+    machine_description,
+    median,
+    print_machine,
+    print_table,
+    realistic_labels,
+    to_unit,
+    write_json,
+)
 from benchmarks.gpu_steps import acceleration  # noqa: E402
 from robustfair.attacks import early_stop  # noqa: E402
 from robustfair.engine.accelerator import autocast, backend_flags, prepare_inputs, prepare_model  # noqa: E402
 from robustfair.methods.bat import boundary_examples  # noqa: E402
 
-VARIANTS = ("compact_eager", "masked_eager", "masked_compile", "masked_compile_ro", "masked_compile_step_ro",
-            "compact_compile")
+VARIANTS = (
+    "compact_eager",
+    "masked_eager",
+    "masked_compile",
+    "masked_compile_ro",
+    "masked_compile_step_ro",
+    "compact_compile",
+)
 
 
 @contextlib.contextmanager
@@ -67,8 +84,15 @@ def patched_step(step: Callable | None):
         early_stop.masked_step = original
 
 
-def build_variant(name: str, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, acc, device: torch.device,
-                  outputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+def build_variant(
+    name: str,
+    base: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    acc,
+    device: torch.device,
+    outputs: dict[str, torch.Tensor],
+) -> Callable[[], None]:
     variant = "compact" if name.startswith("compact") else "masked"
     mode = None
     if name.endswith("_compile"):
@@ -79,14 +103,13 @@ def build_variant(name: str, base: torch.nn.Module, x: torch.Tensor, y: torch.Te
     step = torch.compile(early_stop.masked_step, mode="reduce-overhead") if name == "masked_compile_step_ro" else None
 
     def call() -> None:
-        with backend_flags(acc), autocast(device, acc.amp), early_stop.early_stop_variant(variant), \
-                patched_step(step):
+        with backend_flags(acc), autocast(device, acc.amp), early_stop.early_stop_variant(variant), patched_step(step):
             if mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
             torch.manual_seed(0)
-            examples = boundary_examples(model, x, y, eps=0.031, step_size=0.007, steps=10, tau=1,
-                                         check_final=False)
+            examples = boundary_examples(model, x, y, eps=0.031, step_size=0.007, steps=10, tau=1, check_final=False)
             outputs[name] = examples.flip_step.clone()
+
     return call
 
 
@@ -115,8 +138,14 @@ def main() -> None:
         print("SMOKE TEST on the CPU with tiny sizes: checks the code paths; the numbers are not measurements")
     elif not torch.cuda.is_available():
         print("CUDA not available: skipped")
-        write_json(args.json_path, "attack_compile", machine_description(torch.device("cpu")), vars(args), {},
-                   {"skipped": "CUDA not available"})
+        write_json(
+            args.json_path,
+            "attack_compile",
+            machine_description(torch.device("cpu")),
+            vars(args),
+            {},
+            {"skipped": "CUDA not available"},
+        )
         return
     else:
         device = torch.device("cuda")
@@ -127,8 +156,11 @@ def main() -> None:
     x_u8, _, what = load_images(args.batch, 32, directory=args.data_dir, split="train", seed=args.seed)
     x = prepare_inputs(to_unit(x_u8).to(device), acc)
     y = realistic_labels(base, x, seed=args.seed)
-    print(f"settings: {args.model}, batch {args.batch}, {what}; BAT boundary examples (two trajectories, K 10); "
-          f"device settings {acc.to_dict()}", flush=True)
+    print(
+        f"settings: {args.model}, batch {args.batch}, {what}; BAT boundary examples (two trajectories, K 10); "
+        f"device settings {acc.to_dict()}",
+        flush=True,
+    )
 
     outputs: dict[str, torch.Tensor] = {}
     calls: dict[str, Callable[[], None]] = {}
@@ -152,25 +184,45 @@ def main() -> None:
     times = interleaved_times(calls, repeats=args.repeats, warmup=args.warmup, device=device)
     reference = "masked_eager" if "masked_eager" in times else next(iter(times))
     rows: list[list[Any]] = []
-    measurements: dict[str, Any] = {"batch": args.batch, "model": args.model, "data": what, "smoke": args.smoke,
-                                    "acceleration": acc.to_dict(), "variants": {}, "notes": notes,
-                                    "per_round": times.per_round()}
+    measurements: dict[str, Any] = {
+        "batch": args.batch,
+        "model": args.model,
+        "data": what,
+        "smoke": args.smoke,
+        "acceleration": acc.to_dict(),
+        "variants": {},
+        "notes": notes,
+        "per_round": times.per_round(),
+    }
     for name in times:
         ratio = median([t / r for t, r in zip(times[name], times[reference])])
         agree = float((outputs[name] == outputs[reference]).float().mean())
         rows.append([name, 1000 * median(times[name]), ratio, warmup_s[name], 100 * agree])
-        measurements["variants"][name] = {"ms_per_call": 1000 * median(times[name]), "ratio": ratio,
-                                          "warmup_s": warmup_s[name], "flip_steps_agree_percent": 100 * agree}
+        measurements["variants"][name] = {
+            "ms_per_call": 1000 * median(times[name]),
+            "ratio": ratio,
+            "warmup_s": warmup_s[name],
+            "flip_steps_agree_percent": 100 * agree,
+        }
     rows += [[n, "", "", "", notes[n]] for n in notes]
-    print_table(f"BAT boundary examples, {args.model}, batch {args.batch} (ratio = time / {reference})",
-                ["variant", "ms per call", f"ratio to {reference}", "warm-up s", f"flip steps = {reference} %"],
-                rows, left=1)
+    print_table(
+        f"BAT boundary examples, {args.model}, batch {args.batch} (ratio = time / {reference})",
+        ["variant", "ms per call", f"ratio to {reference}", "warm-up s", f"flip steps = {reference} %"],
+        rows,
+        left=1,
+    )
     if times:
         fastest = min(times, key=lambda n: median(times[n]))
         print(f"fastest: {fastest}")
         measurements["fastest"] = fastest
-    write_json(args.json_path, "attack_compile", machine, vars(args),
-               {f"{n}_over_{reference}": v["ratio"] for n, v in measurements["variants"].items()}, measurements)
+    write_json(
+        args.json_path,
+        "attack_compile",
+        machine,
+        vars(args),
+        {f"{n}_over_{reference}": v["ratio"] for n, v in measurements["variants"].items()},
+        measurements,
+    )
 
 
 if __name__ == "__main__":

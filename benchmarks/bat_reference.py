@@ -28,15 +28,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 import copy  # noqa: E402
 import random  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.common import (base_parser, build_benchmark_model, freeze_batchnorm_statistics,  # noqa: E402
-                               interleaved_times, load_images, median, paired_ratio, print_table,
-                               realistic_labels, setup, to_unit, wall_ratio, write_json)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    build_benchmark_model,
+    freeze_batchnorm_statistics,
+    interleaved_times,
+    load_images,
+    median,
+    paired_ratio,
+    print_table,
+    realistic_labels,
+    setup,
+    to_unit,
+    wall_ratio,
+    write_json,
+)
 from robustfair.losses import trades_kl  # noqa: E402
 from robustfair.methods import METHODS  # noqa: E402
 
@@ -46,6 +59,7 @@ LOSS_TARGET = 1e-5
 
 
 # ---- the reference-style implementation --------------------------------------------------------
+
 
 def _start(x: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
     """The code's normal start: x + 0.001 N(0, I) from the global generator, clamped."""
@@ -71,15 +85,23 @@ def _attack_objective(logits_adv: torch.Tensor, logits_clean: torch.Tensor) -> t
     return trades_kl(logits_clean, logits_adv).sum()
 
 
-def _signed_step(iterate: torch.Tensor, grad: torch.Tensor, clean: torch.Tensor, eps: float,
-                 step_size: float) -> torch.Tensor:
+def _signed_step(
+    iterate: torch.Tensor, grad: torch.Tensor, clean: torch.Tensor, eps: float, step_size: float
+) -> torch.Tensor:
     moved = iterate.detach() + step_size * grad.sign()
     return torch.min(torch.max(moved, clean - eps), clean + eps).clamp(0.0, 1.0)
 
 
-def reference_last_clean(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.031,
-                         step_size: float = 0.007, steps: int = 10, start: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def reference_last_clean(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 0.031,
+    step_size: float = 0.007,
+    steps: int = 10,
+    start: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`stop_to_lastclean`: (x_lc, their labels, their clean inputs), in stopping order."""
     model.eval()
     iterate = _start(x, start)
@@ -118,10 +140,18 @@ def reference_last_clean(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     return torch.cat(out_adv), torch.cat(out_labels), torch.cat(out_clean)
 
 
-def reference_first_adv(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.031,
-                        step_size: float = 0.007, steps: int = 10, tau: int = 1,
-                        start: torch.Tensor | None = None, shuffle_seed: int = 0
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def reference_first_adv(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 0.031,
+    step_size: float = 0.007,
+    steps: int = 10,
+    tau: int = 1,
+    start: torch.Tensor | None = None,
+    shuffle_seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`stop_to_firstadv` with counter tau: (x_fa, labels, clean inputs), shuffled."""
     model.eval()
     order = list(range(len(x)))
@@ -166,19 +196,39 @@ def reference_first_adv(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     return torch.cat(out_adv)[order], torch.cat(out_labels)[order], torch.cat(out_clean)[order]
 
 
-def reference_bat_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.031,
-                       step_size: float = 0.007, steps: int = 10, beta: float = 6.0, tau: int = 1,
-                       start_last_clean: torch.Tensor | None = None,
-                       start_first_adv: torch.Tensor | None = None, shuffle_seed: int = 0) -> torch.Tensor:
+def reference_bat_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 0.031,
+    step_size: float = 0.007,
+    steps: int = 10,
+    beta: float = 6.0,
+    tau: int = 1,
+    start_last_clean: torch.Tensor | None = None,
+    start_first_adv: torch.Tensor | None = None,
+    shuffle_seed: int = 0,
+) -> torch.Tensor:
     """The code's training loss on one batch (model left in train mode).
 
     Starts default to the global generator, x_lc's drawn first, as the library's `BAT` does,
     so the same seed gives both the same start noise.
     """
-    last_clean, lc_labels, _ = reference_last_clean(model, x, y, eps=eps, step_size=step_size, steps=steps,
-                                                    start=start_last_clean)
-    first_adv, _, fa_clean = reference_first_adv(model, x, y, eps=eps, step_size=step_size, steps=steps,
-                                                 tau=tau, start=start_first_adv, shuffle_seed=shuffle_seed)
+    last_clean, lc_labels, _ = reference_last_clean(
+        model, x, y, eps=eps, step_size=step_size, steps=steps, start=start_last_clean
+    )
+    first_adv, _, fa_clean = reference_first_adv(
+        model,
+        x,
+        y,
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        tau=tau,
+        start=start_first_adv,
+        shuffle_seed=shuffle_seed,
+    )
     model.train()
     logits_lc = model(last_clean)
     logits_fa = model(first_adv)
@@ -193,8 +243,10 @@ def reference_bat_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
 
 # ---- the benchmark ---------------------------------------------------------------------------------
 
-def measure_model(name: str, batch: int, image_size: int, args, device: torch.device
-                  ) -> tuple[list[list[Any]], dict[str, float], dict[str, Any]]:
+
+def measure_model(
+    name: str, batch: int, image_size: int, args, device: torch.device
+) -> tuple[list[list[Any]], dict[str, float], dict[str, Any]]:
     # No dropout: train-mode forwards of reordered batches then see the same function.
     options = {"dropout": 0.0} if name == "small_cnn" else {}
     base = freeze_batchnorm_statistics(build_benchmark_model(name, image_size, seed=args.seed, **options).to(device))
@@ -225,6 +277,7 @@ def measure_model(name: str, batch: int, image_size: int, args, device: torch.de
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
         return step
 
     fns = {
@@ -237,36 +290,71 @@ def measure_model(name: str, batch: int, image_size: int, args, device: torch.de
     ratio_shared, best_shared = paired_ratio(times["library_shared"], times["reference"])
     wall, wall_shared = wall_ratio(times, "library", "reference"), wall_ratio(times, "library_shared", "reference")
     rows = [
-        [name, "reference-style (two trajectories, Python index lists)", median(times["reference"]), 1.0, 1.0, 1.0,
-         ""],
-        [name, "robustfair BAT (two trajectories, default)", median(times["library"]), ratio, best_ratio, wall,
-         f"<= {TIME_TARGET}: {'met' if ratio <= TIME_TARGET else 'MISSED'}"],
-        [name, "robustfair BAT (shared_trajectory: true)", median(times["library_shared"]), ratio_shared,
-         best_shared, wall_shared, ""],
-        [name, "|loss library - loss reference|", loss_gap, "", "", "", f"<= {LOSS_TARGET:g}: "
-         f"{'met' if loss_gap <= LOSS_TARGET else 'MISSED'}"],
+        [name, "reference-style (two trajectories, Python index lists)", median(times["reference"]), 1.0, 1.0, 1.0, ""],
+        [
+            name,
+            "robustfair BAT (two trajectories, default)",
+            median(times["library"]),
+            ratio,
+            best_ratio,
+            wall,
+            f"<= {TIME_TARGET}: {'met' if ratio <= TIME_TARGET else 'MISSED'}",
+        ],
+        [
+            name,
+            "robustfair BAT (shared_trajectory: true)",
+            median(times["library_shared"]),
+            ratio_shared,
+            best_shared,
+            wall_shared,
+            "",
+        ],
+        [
+            name,
+            "|loss library - loss reference|",
+            loss_gap,
+            "",
+            "",
+            "",
+            f"<= {LOSS_TARGET:g}: {'met' if loss_gap <= LOSS_TARGET else 'MISSED'}",
+        ],
     ]
-    ratios = {f"{name}.library_over_reference": ratio, f"{name}.shared_over_reference": ratio_shared,
-              f"{name}.library_over_reference_best_times": best_ratio,
-              f"{name}.shared_over_reference_best_times": best_shared,
-              f"{name}.library_over_reference_wall": wall, f"{name}.shared_over_reference_wall": wall_shared}
-    measurements = {"batch": batch, "image_size": image_size, "data": what,
-                    "reference_s": median(times["reference"]), "library_s": median(times["library"]),
-                    "library_shared_s": median(times["library_shared"]), "loss_library": loss_library,
-                    "loss_reference": loss_reference, "loss_abs_difference": loss_gap,
-                    "clock": times.clock, "per_round": times.per_round()}
+    ratios = {
+        f"{name}.library_over_reference": ratio,
+        f"{name}.shared_over_reference": ratio_shared,
+        f"{name}.library_over_reference_best_times": best_ratio,
+        f"{name}.shared_over_reference_best_times": best_shared,
+        f"{name}.library_over_reference_wall": wall,
+        f"{name}.shared_over_reference_wall": wall_shared,
+    }
+    measurements = {
+        "batch": batch,
+        "image_size": image_size,
+        "data": what,
+        "reference_s": median(times["reference"]),
+        "library_s": median(times["library"]),
+        "library_shared_s": median(times["library_shared"]),
+        "loss_library": loss_library,
+        "loss_reference": loss_reference,
+        "loss_abs_difference": loss_gap,
+        "clock": times.clock,
+        "per_round": times.per_round(),
+    }
     return rows, ratios, measurements
 
 
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], repeats=3, warmup=0)
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help=f"model:batch:image_size list (default {DEFAULT_CONFIGS})")
+    parser.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help=f"model:batch:image_size list (default {DEFAULT_CONFIGS})"
+    )
     args = parser.parse_args()
     device, machine = setup(args)
-    print(f"settings: {args.configs}; BAT defaults (eps 0.031, step 0.007, K 10, beta 6, tau 1); full "
-          f"training steps (loss, backward, SGD) on separate model copies; the loss check doubles as "
-          f"warm-up, then {args.warmup} warm-up + {args.repeats} timed rounds; medians of per-round ratios")
+    print(
+        f"settings: {args.configs}; BAT defaults (eps 0.031, step 0.007, K 10, beta 6, tau 1); full "
+        f"training steps (loss, backward, SGD) on separate model copies; the loss check doubles as "
+        f"warm-up, then {args.warmup} warm-up + {args.repeats} timed rounds; medians of per-round ratios"
+    )
     rows, ratios, measurements, targets = [], {}, {}, {}
     for item in args.configs.split(","):
         name, batch, size = item.split(":")
@@ -275,17 +363,25 @@ def main() -> None:
         ratios.update(model_ratios)
         measurements[name] = model_measurements
         targets[f"{name}.library_over_reference"] = {
-            "target": f"<= {TIME_TARGET}", "value": model_ratios[f"{name}.library_over_reference"],
-            "met": model_ratios[f"{name}.library_over_reference"] <= TIME_TARGET}
+            "target": f"<= {TIME_TARGET}",
+            "value": model_ratios[f"{name}.library_over_reference"],
+            "met": model_ratios[f"{name}.library_over_reference"] <= TIME_TARGET,
+        }
         targets[f"{name}.loss_abs_difference"] = {
-            "target": f"<= {LOSS_TARGET:g}", "value": model_measurements["loss_abs_difference"],
-            "met": model_measurements["loss_abs_difference"] <= LOSS_TARGET}
+            "target": f"<= {LOSS_TARGET:g}",
+            "value": model_measurements["loss_abs_difference"],
+            "met": model_measurements["loss_abs_difference"] <= LOSS_TARGET,
+        }
     clock = "process CPU time" if device.type == "cpu" else "wall time"
-    print_table(f"BAT step against the reference-style implementation (ratio = step time / reference step time; "
-                f"on {clock})",
-                ["model", "implementation", "step s", "ratio", "(best times)", "(wall)", "target"], rows)
-    print(f"ratio: median of per-round ratios on {clock} (the figure, judged against the target); (best times): "
-          "fastest / fastest reference step; (wall): the median per-round ratio on wall time.")
+    print_table(
+        f"BAT step against the reference-style implementation (ratio = step time / reference step time; on {clock})",
+        ["model", "implementation", "step s", "ratio", "(best times)", "(wall)", "target"],
+        rows,
+    )
+    print(
+        f"ratio: median of per-round ratios on {clock} (the figure, judged against the target); (best times): "
+        "fastest / fastest reference step; (wall): the median per-round ratio on wall time."
+    )
     for target in targets.values():
         target["clock"] = clock
     write_json(args.json_path, "bat_reference", machine, vars(args), ratios, measurements, targets)

@@ -25,8 +25,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ NUM_CLASSES = 10
 
 
 # ---- timing ---------------------------------------------------------------------------------
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work (CUDA kernels run asynchronously)."""
@@ -70,13 +72,23 @@ class Timings(dict):
         self.wall, self.cpu, self.clock = wall, cpu, clock
 
     def per_round(self) -> dict[str, Any]:
-        return {"clock": self.clock, "wall_s": {k: list(v) for k, v in self.wall.items()},
-                "cpu_s": {k: list(v) for k, v in self.cpu.items()}}
+        return {
+            "clock": self.clock,
+            "wall_s": {k: list(v) for k, v in self.wall.items()},
+            "cpu_s": {k: list(v) for k, v in self.cpu.items()},
+        }
 
 
-def interleaved_times(fns: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int,
-                      device: torch.device, after_call: Callable[[str, int], None] | None = None,
-                      verbose: bool = True, clock: str | None = None) -> Timings:
+def interleaved_times(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    after_call: Callable[[str, int], None] | None = None,
+    verbose: bool = True,
+    clock: str | None = None,
+) -> Timings:
     """Seconds of each callable in each of `repeats` rounds, on both clocks (`Timings`).
 
     Round r runs the callables in their given order rotated by r. `after_call(name, round)`
@@ -130,6 +142,7 @@ def wall_ratio(times: Timings, numerator: str, denominator: str) -> float:
 
 # ---- machine --------------------------------------------------------------------------------
 
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -142,8 +155,9 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -177,26 +191,40 @@ def machine_description(device: torch.device) -> dict[str, Any]:
 
 def print_machine(desc: Mapping[str, Any]) -> None:
     gpu = f", GPU {desc['gpu']} (CUDA {desc['cuda']})" if "gpu" in desc else ""
-    print(f"machine: {desc['cpu']}, {desc['usable_cpus']} usable of {desc['logical_cpus']} logical CPUs, "
-          f"torch threads {desc['torch_threads']}, 1-min load average {desc['load_average_1min']} at start{gpu}")
-    print(f"software: Python {desc['python']}, torch {desc['torch']}, numpy {desc['numpy']}, "
-          f"{desc['platform']}; commit {desc['git_commit']}; {desc['date']}")
+    print(
+        f"machine: {desc['cpu']}, {desc['usable_cpus']} usable of {desc['logical_cpus']} logical CPUs, "
+        f"torch threads {desc['torch_threads']}, 1-min load average {desc['load_average_1min']} at start{gpu}"
+    )
+    print(
+        f"software: Python {desc['python']}, torch {desc['torch']}, numpy {desc['numpy']}, "
+        f"{desc['platform']}; commit {desc['git_commit']}; {desc['date']}"
+    )
 
 
 # ---- arguments and output -------------------------------------------------------------------
 
+
 def base_parser(description: str, *, repeats: int, warmup: int = 1) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: stable on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared machine)"
+    )
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed rounds (default {repeats})")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed warm-up rounds (default {warmup})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--data-dir", default=None,
-                        help="directory holding cifar10_jpeg.npz (default: $ROBUSTFAIR_DATA, then ../shared/data)")
-    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH",
-                        help="also write the figures (each ratio by name) as JSON")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory holding cifar10_jpeg.npz (default: $ROBUSTFAIR_DATA, then ../shared/data)",
+    )
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        default=None,
+        metavar="PATH",
+        help="also write the figures (each ratio by name) as JSON",
+    )
     return parser
 
 
@@ -214,6 +242,7 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, dict[str, Any]]:
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 2) -> None:
     """A plain aligned text table (floats with 3 decimals); the first `left` columns left-aligned."""
+
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
@@ -228,9 +257,15 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
         print("  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip())
 
 
-def write_json(path: str | None, benchmark: str, machine: Mapping[str, Any], settings: Mapping[str, Any],
-               ratios: Mapping[str, float], measurements: Mapping[str, Any],
-               targets: Mapping[str, Any] | None = None) -> None:
+def write_json(
+    path: str | None,
+    benchmark: str,
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    ratios: Mapping[str, float],
+    measurements: Mapping[str, Any],
+    targets: Mapping[str, Any] | None = None,
+) -> None:
     """Write {benchmark, command, machine, settings, ratios, measurements, targets} to `path`."""
     if not path:
         return
@@ -262,12 +297,14 @@ def _plain(value: Any) -> Any:
 
 # ---- inputs ---------------------------------------------------------------------------------
 
+
 def data_dir(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get("ROBUSTFAIR_DATA") or REPO.parent / "shared" / "data")
 
 
-def load_images(n: int, image_size: int = 32, *, directory: str | None = None, split: str = "test",
-                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+def load_images(
+    n: int, image_size: int = 32, *, directory: str | None = None, split: str = "test", seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(x uint8 [n, 3, s, s], labels int64 [n], description).
 
     Real CIFAR-10 (JPEG) images when `cifar10_jpeg.npz` is found (a seeded random subset of
@@ -321,8 +358,7 @@ def freeze_batchnorm_statistics(model: nn.Module) -> nn.Module:
     return model
 
 
-def realistic_labels(model: nn.Module, x: torch.Tensor, *, wrong_fraction: float = 0.2,
-                     seed: int = 0) -> torch.Tensor:
+def realistic_labels(model: nn.Module, x: torch.Tensor, *, wrong_fraction: float = 0.2, seed: int = 0) -> torch.Tensor:
     """Labels that make an untrained model behave like a partly trained one under attack.
 
     Each label is the model's own clean prediction (eval mode), except a `wrong_fraction`

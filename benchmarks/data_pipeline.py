@@ -29,8 +29,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmarks.common import (base_parser, interleaved_times, load_images, median, paired_ratio,  # noqa: E402
-                               print_table, setup, write_json)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    interleaved_times,
+    load_images,
+    median,
+    paired_ratio,
+    print_table,
+    setup,
+    write_json,
+)
 from robustfair.data import ArrayDataset, DeviceLoader  # noqa: E402
 
 
@@ -39,7 +47,7 @@ def crop_flip_image(image: np.ndarray, top: int, left: int, flip: bool, padding:
     padded image, flip horizontally if `flip`; float32 [C, H, W] in [0, 1]."""
     _, height, width = image.shape
     padded = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
-    crop = padded[:, top:top + height, left:left + width]
+    crop = padded[:, top : top + height, left : left + width]
     if flip:
         crop = crop[:, :, ::-1]
     return torch.from_numpy(np.ascontiguousarray(crop)).float().div_(255.0)
@@ -54,8 +62,14 @@ class PerImageAugmentDataset(Dataset):
     torchvision's RandomCrop / RandomHorizontalFlip do.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, padding: int = 4, offsets: np.ndarray | None = None,
-                 flips: np.ndarray | None = None):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        padding: int = 4,
+        offsets: np.ndarray | None = None,
+        flips: np.ndarray | None = None,
+    ):
         self.x, self.y, self.padding = x, np.asarray(y, dtype=np.int64), padding
         self.offsets, self.flips = offsets, flips
 
@@ -83,10 +97,16 @@ def planned_dataloader(loader: DeviceLoader, epoch: int = 0, num_workers: int = 
         flips = np.empty(len(order), dtype=bool)
         offsets[order] = plan.offsets.numpy()  # plan draws are per order position
         flips[order] = plan.flips.numpy()
-    dataset = PerImageAugmentDataset(np.asarray(loader.dataset.x), np.asarray(loader.dataset.y),
-                                     loader.padding, offsets, flips)
-    return DataLoader(dataset, batch_size=loader.batch_size, sampler=order.tolist(), num_workers=num_workers,
-                      drop_last=loader.drop_last)
+    dataset = PerImageAugmentDataset(
+        np.asarray(loader.dataset.x), np.asarray(loader.dataset.y), loader.padding, offsets, flips
+    )
+    return DataLoader(
+        dataset,
+        batch_size=loader.batch_size,
+        sampler=order.tolist(),
+        num_workers=num_workers,
+        drop_last=loader.drop_last,
+    )
 
 
 def main() -> None:
@@ -99,15 +119,17 @@ def main() -> None:
     x_u8, labels, what = load_images(args.images, 32, directory=args.data_dir, split="train", seed=args.seed)
     dataset = ArrayDataset(x_u8.numpy(), labels.numpy(), [str(c) for c in range(10)], "benchmark")
     workers = [int(w) for w in args.workers.split(",") if w != ""]
-    print(f"settings: {args.images} {what}, batch {args.batch}, crop (pad 4) + flip, one epoch per call; "
-          f"DataLoader workers {workers}; {args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
+    print(
+        f"settings: {args.images} {what}, batch {args.batch}, crop (pad 4) + flip, one epoch per call; "
+        f"DataLoader workers {workers}; {args.warmup} warm-up + {args.repeats} timed rounds",
+        flush=True,
+    )
 
-    device_loader = DeviceLoader(dataset, args.batch, shuffle=True, augment="crop_flip", device=device,
-                                 seed=args.seed)
+    device_loader = DeviceLoader(dataset, args.batch, shuffle=True, augment="crop_flip", device=device, seed=args.seed)
     standard_set = PerImageAugmentDataset(dataset.x, dataset.y, padding=4)
 
     def run_device_loader() -> None:
-        for x, y in device_loader:
+        for _ in device_loader:
             pass
 
     def standard(num_workers: int):
@@ -116,6 +138,7 @@ def main() -> None:
             for x, y in loader:
                 if device.type != "cpu":
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
         return run
 
     fns = {"device_loader": run_device_loader}
@@ -138,11 +161,17 @@ def main() -> None:
         measurements[f"{key}_images_per_s"] = ips
     measurements["clock"] = times.clock
     measurements["per_round"] = times.per_round()
-    print_table(f"Data pipeline throughput, one augmented pass over {args.images} images "
-                "(ratio = images/s / DeviceLoader images/s)",
-                ["pipeline", "images/s", "ratio to DeviceLoader", "(best times)"], rows, left=1)
-    print("ratio: median of per-round ratios on wall time (the DataLoader's workers run in other processes, so "
-          "this process's CPU time would leave their work out); (best times): from the fastest pass of each.")
+    print_table(
+        f"Data pipeline throughput, one augmented pass over {args.images} images "
+        "(ratio = images/s / DeviceLoader images/s)",
+        ["pipeline", "images/s", "ratio to DeviceLoader", "(best times)"],
+        rows,
+        left=1,
+    )
+    print(
+        "ratio: median of per-round ratios on wall time (the DataLoader's workers run in other processes, so "
+        "this process's CPU time would leave their work out); (best times): from the fastest pass of each."
+    )
     write_json(args.json_path, "data_pipeline", machine, vars(args), ratios, measurements)
 
 

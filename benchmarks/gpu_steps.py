@@ -16,7 +16,8 @@ attack in eval mode with `torch.autograd.grad` input gradients (the TRADES repos
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,15 @@ from torch import nn
 
 from robustfair.attacks import early_stop_variant
 from robustfair.data import ArrayDataset, DeviceLoader
-from robustfair.engine.accelerator import (Acceleration, autocast, backend_flags, build_sgd, prepare_inputs,
-                                           prepare_model, resolve_acceleration)
+from robustfair.engine.accelerator import (
+    Acceleration,
+    autocast,
+    backend_flags,
+    build_sgd,
+    prepare_inputs,
+    prepare_model,
+    resolve_acceleration,
+)
 from robustfair.engine.config import EvalConfig, TrainConfig
 from robustfair.methods import METHODS
 
@@ -38,8 +46,15 @@ def acceleration(device: torch.device, **switches: Any) -> Acceleration:
 
 def all_off(device: torch.device) -> Acceleration:
     """Every device setting off: plain fp32 (no TF32), NCHW, for-loop SGD, compact early stop."""
-    return acceleration(device, amp=False, channels_last=False, tf32=False, cudnn_benchmark=False,
-                        optimizer_impl="for_loop", early_stop_attack="compact")
+    return acceleration(
+        device,
+        amp=False,
+        channels_last=False,
+        tf32=False,
+        cudnn_benchmark=False,
+        optimizer_impl="for_loop",
+        early_stop_attack="compact",
+    )
 
 
 def cycle(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -51,32 +66,51 @@ def cycle(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch += 1
 
 
-def device_batches(x_u8: np.ndarray, labels: np.ndarray, batch: int, device: torch.device, seed: int = 0
-                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def device_batches(
+    x_u8: np.ndarray, labels: np.ndarray, batch: int, device: torch.device, seed: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Crop/flip batches from robustfair's DeviceLoader (data resident on the device)."""
-    dataset = ArrayDataset(np.ascontiguousarray(x_u8), np.asarray(labels, dtype=np.int64),
-                           [str(c) for c in range(10)], "benchmark")
-    return cycle(DeviceLoader(dataset, batch, shuffle=True, augment="crop_flip", device=device, seed=seed,
-                              drop_last=True))
+    dataset = ArrayDataset(
+        np.ascontiguousarray(x_u8), np.asarray(labels, dtype=np.int64), [str(c) for c in range(10)], "benchmark"
+    )
+    return cycle(
+        DeviceLoader(dataset, batch, shuffle=True, augment="crop_flip", device=device, seed=seed, drop_last=True)
+    )
 
 
-def dataloader_batches(x_u8: np.ndarray, labels: np.ndarray, batch: int, device: torch.device, workers: int
-                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def dataloader_batches(
+    x_u8: np.ndarray, labels: np.ndarray, batch: int, device: torch.device, workers: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Crop/flip batches from a DataLoader with per-image transforms, copied to `device`."""
     from torch.utils.data import DataLoader
 
     from benchmarks.data_pipeline import PerImageAugmentDataset
 
     dataset = PerImageAugmentDataset(np.ascontiguousarray(x_u8), np.asarray(labels, dtype=np.int64), padding=4)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     while True:
         for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def library_step(method_name: str, base: nn.Module, batches: Iterator, acc: Acceleration, device: torch.device,
-                 *, compile_mode: str | None = None, lr: float = 0.0) -> Callable[[], None]:
+def library_step(
+    method_name: str,
+    base: nn.Module,
+    batches: Iterator,
+    acc: Acceleration,
+    device: torch.device,
+    *,
+    compile_mode: str | None = None,
+    lr: float = 0.0,
+) -> Callable[[], None]:
     """One `robustfair train` step of `method_name` (default config) on the next batch.
 
     lr 0 by default (with BatchNorm momentum 0 on `base`, see
@@ -84,10 +118,14 @@ def library_step(method_name: str, base: nn.Module, batches: Iterator, acc: Acce
     times the same problem. compile_mode: None (eager), "default" or "reduce-overhead".
     """
     model = prepare_model(copy.deepcopy(base).to(device), acc)
-    optimizer = build_sgd(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=False,
-                          implementation=acc.optimizer_impl)
-    runner = model if compile_mode is None else torch.compile(
-        model, mode=None if compile_mode == "default" else compile_mode)
+    optimizer = build_sgd(
+        model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=False, implementation=acc.optimizer_impl
+    )
+    runner = (
+        model
+        if compile_mode is None
+        else torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+    )
     method = METHODS[method_name](METHODS[method_name].Config(), num_classes=10)
 
     def step() -> None:
@@ -100,19 +138,27 @@ def library_step(method_name: str, base: nn.Module, batches: Iterator, acc: Acce
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
     return step
 
 
-def authors_style_pgd_at_step(base: nn.Module, batches: Iterator, device: torch.device, *, eps: float = 8 / 255,
-                              step_size: float = 2 / 255, steps: int = 10, lr: float = 0.0) -> Callable[[], None]:
+def authors_style_pgd_at_step(
+    base: nn.Module,
+    batches: Iterator,
+    device: torch.device,
+    *,
+    eps: float = 8 / 255,
+    step_size: float = 2 / 255,
+    steps: int = 10,
+    lr: float = 0.0,
+) -> Callable[[], None]:
     """PGD-10 AT as the authors' repositories write it (module docstring), on the next batch."""
     model = copy.deepcopy(base).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
     def step() -> None:
         x, y = next(batches)
-        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-                 torch.backends.cudnn.benchmark)
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
         # PyTorch's defaults: no TF32 for matmuls, TF32 allowed in cuDNN convolutions, no autotuning.
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
         torch.backends.cudnn.benchmark = False
@@ -132,8 +178,10 @@ def authors_style_pgd_at_step(base: nn.Module, batches: Iterator, device: torch.
             loss.backward()
             optimizer.step()
         finally:
-            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark) = saved
+            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = (
+                saved
+            )
+
     return step
 
 
@@ -141,11 +189,20 @@ def repeat(step: Callable[[], None], times: int) -> Callable[[], None]:
     def run() -> None:
         for _ in range(times):
             step()
+
     return run
 
 
-def target_line(description: str, value: float, *, at_least: float | None = None, below: float | None = None,
-                at_most: float | None = None, unit: str = "", judged: bool = True) -> dict[str, Any]:
+def target_line(
+    description: str,
+    value: float,
+    *,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+    unit: str = "",
+    judged: bool = True,
+) -> dict[str, Any]:
     """Print and return one explicit target line: "target: ...: PASS (value)" / FAIL / not judged."""
     if at_least is not None:
         passed, rule = value >= at_least, f">= {at_least:g}"

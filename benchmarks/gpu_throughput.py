@@ -49,15 +49,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 import re  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
 import torch  # noqa: E402
 
-from benchmarks.common import (base_parser, build_benchmark_model, data_dir, freeze_batchnorm_statistics,  # noqa: E402
-                               interleaved_times, load_images, machine_description, median, print_machine,
-                               print_table, realistic_labels, to_unit, write_json)
-from benchmarks.gpu_steps import (acceleration, all_off, authors_style_pgd_at_step, dataloader_batches,  # noqa: E402
-                                  device_batches, library_step, repeat, target_line)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    build_benchmark_model,
+    data_dir,
+    freeze_batchnorm_statistics,
+    interleaved_times,
+    load_images,
+    machine_description,
+    median,
+    print_machine,
+    print_table,
+    realistic_labels,
+    to_unit,
+    write_json,
+)
+from benchmarks.gpu_steps import (  # noqa: E402
+    acceleration,
+    all_off,
+    authors_style_pgd_at_step,
+    dataloader_batches,
+    device_batches,
+    library_step,
+    repeat,
+    target_line,
+)
 
 SECTIONS = ("train", "bat", "eval", "epoch")
 TARGET_IMAGES_PER_S = 5000.0
@@ -67,10 +88,15 @@ TARGET_EVAL_S = 15.0
 
 # cuBLAS/cuDNN/CUTLASS/Triton-template names of GEMM and convolution kernels (device
 # profiles), and the ATen operators that run them (CPU profiles in --smoke).
-MATMUL_CONV_KERNEL = re.compile(r"gemm|conv|xmma|cutlass|wgrad|dgrad|fprop|winograd|implicit|cudnn|matmul|"
-                                r"mma|triton_tem", re.IGNORECASE)
-MATMUL_CONV_OP = re.compile(r"^aten::(mkldnn_convolution|convolution_backward|_?convolution|mm|addmm|bmm|"
-                            r"matmul|linear|_slow_conv2d\w*|thnn_conv2d\w*)$")
+MATMUL_CONV_KERNEL = re.compile(
+    r"gemm|conv|xmma|cutlass|wgrad|dgrad|fprop|winograd|implicit|cudnn|matmul|"
+    r"mma|triton_tem",
+    re.IGNORECASE,
+)
+MATMUL_CONV_OP = re.compile(
+    r"^aten::(mkldnn_convolution|convolution_backward|_?convolution|mm|addmm|bmm|"
+    r"matmul|linear|_slow_conv2d\w*|thnn_conv2d\w*)$"
+)
 
 
 class Clock:
@@ -109,8 +135,11 @@ def kernel_share(step: Callable[[], None], device: torch.device, steps: int) -> 
     total = sum(s for _, s, _ in entries)
     matmul_conv = sum(s for _, s, m in entries if m)
     top = sorted(entries, key=lambda e: -e[1])[:10]
-    return {"share": matmul_conv / total if total else float("nan"), "profiled_s": total,
-            "top": [{"name": k[:120], "s": s, "matmul_conv": m} for k, s, m in top]}
+    return {
+        "share": matmul_conv / total if total else float("nan"),
+        "profiled_s": total,
+        "top": [{"name": k[:120], "s": s, "matmul_conv": m} for k, s, m in top],
+    }
 
 
 class Workload:
@@ -120,10 +149,13 @@ class Workload:
     def __init__(self, args, device: torch.device):
         self.args, self.device = args, device
         self.base = freeze_batchnorm_statistics(build_benchmark_model(args.model, 32, seed=args.seed)).to(device)
-        x_u8, _, self.what = load_images(args.train_images, 32, directory=args.data_dir, split="train",
-                                         seed=args.seed)
-        labels = torch.cat([realistic_labels(self.base, to_unit(chunk.to(device)), seed=args.seed + i)
-                            for i, chunk in enumerate(x_u8.split(1000))])
+        x_u8, _, self.what = load_images(args.train_images, 32, directory=args.data_dir, split="train", seed=args.seed)
+        labels = torch.cat(
+            [
+                realistic_labels(self.base, to_unit(chunk.to(device)), seed=args.seed + i)
+                for i, chunk in enumerate(x_u8.split(1000))
+            ]
+        )
         self.x_u8, self.labels = x_u8.numpy(), labels.cpu().numpy()
 
     def batches(self, batch: int):
@@ -143,7 +175,8 @@ def section_train(args, device: torch.device, work: Workload, clock: Clock) -> d
     wanted = [v for v in args.train_variants.split(",") if v]
     builders: dict[str, Callable[[], Callable[[], None]]] = {
         "authors_style": lambda: authors_style_pgd_at_step(
-            work.base, dataloader_batches(work.x_u8, work.labels, batch, device, args.workers), device),
+            work.base, dataloader_batches(work.x_u8, work.labels, batch, device, args.workers), device
+        ),
         "library_fp32": lambda: library_step("pgd_at", work.base, work.batches(batch), all_off(device), device),
         "library": lambda: library_step("pgd_at", work.base, work.batches(batch), lib, device),
     }
@@ -173,8 +206,9 @@ def section_train(args, device: torch.device, work: Workload, clock: Clock) -> d
         runnable[name] = step
     if not runnable:
         return {"notes": notes, "targets": {}}
-    times = interleaved_times({n: repeat(s, steps) for n, s in runnable.items()}, repeats=args.repeats,
-                              warmup=args.warmup, device=device)
+    times = interleaved_times(
+        {n: repeat(s, steps) for n, s in runnable.items()}, repeats=args.repeats, warmup=args.warmup, device=device
+    )
     images = batch * steps
     throughput = {n: images / median(t) for n, t in times.items()}
 
@@ -189,54 +223,91 @@ def section_train(args, device: torch.device, work: Workload, clock: Clock) -> d
         for name in ("library_fp32", "library"):
             if name in runnable:
                 profiles[name] = kernel_share(runnable[name], device, args.profile_steps)
-    rows = [[n, throughput[n], over_authors.get(n, ""), over_fp32.get(n, ""),
-             profiles[n]["share"] if n in profiles else ""] for n in throughput]
+    rows = [
+        [n, throughput[n], over_authors.get(n, ""), over_fp32.get(n, ""), profiles[n]["share"] if n in profiles else ""]
+        for n in throughput
+    ]
     rows += [[n, "", "", "", notes[n]] for n in notes]
     share_what = "GPU kernel time" if device.type == "cuda" else "CPU operator time"
-    print_table(f"PGD-10 AT training throughput, {args.model}, batch {batch}, {steps} steps per timed call",
-                ["variant", "images/s", "x authors_style", "x library_fp32", f"matmul/conv share of {share_what}"],
-                rows, left=1)
+    print_table(
+        f"PGD-10 AT training throughput, {args.model}, batch {batch}, {steps} steps per timed call",
+        ["variant", "images/s", "x authors_style", "x library_fp32", f"matmul/conv share of {share_what}"],
+        rows,
+        left=1,
+    )
     judged = not args.smoke
     targets = {}
     if "library" in throughput:
         targets["library_images_per_s"] = target_line(
-            f"PGD-10 AT {args.model} batch {batch}, robustfair defaults, images/s", throughput["library"],
-            at_least=TARGET_IMAGES_PER_S, judged=judged)
+            f"PGD-10 AT {args.model} batch {batch}, robustfair defaults, images/s",
+            throughput["library"],
+            at_least=TARGET_IMAGES_PER_S,
+            judged=judged,
+        )
     if "library" in over_authors:
         targets["library_over_authors_style"] = target_line(
             "robustfair defaults / authors'-style step (fp32, eager, DataLoader), images/s ratio",
-            over_authors["library"], at_least=TARGET_OVER_AUTHORS, judged=judged)
-    return {"images_per_s": throughput, "over_authors_style": over_authors, "over_library_fp32": over_fp32,
-            "settings": {"library": lib.to_dict(), "library_fp32": all_off(device).to_dict()},
-            "profiles": profiles, "notes": notes, "per_round": times.per_round(), "targets": targets}
+            over_authors["library"],
+            at_least=TARGET_OVER_AUTHORS,
+            judged=judged,
+        )
+    return {
+        "images_per_s": throughput,
+        "over_authors_style": over_authors,
+        "over_library_fp32": over_fp32,
+        "settings": {"library": lib.to_dict(), "library_fp32": all_off(device).to_dict()},
+        "profiles": profiles,
+        "notes": notes,
+        "per_round": times.per_round(),
+        "targets": targets,
+    }
 
 
 def section_bat(args, device: torch.device, work: Workload, clock: Clock) -> dict[str, Any]:
     batch, steps = args.batch, max(1, args.steps // 2)
     lib = library_default(args, device)
     compact = acceleration(device, **{**_switches(lib), "early_stop_attack": "compact"})
-    fns = {"pgd_at": library_step("pgd_at", work.base, work.batches(batch), lib, device),
-           "bat": library_step("bat", work.base, work.batches(batch), lib, device),
-           "bat_compact": library_step("bat", work.base, work.batches(batch), compact, device)}
+    fns = {
+        "pgd_at": library_step("pgd_at", work.base, work.batches(batch), lib, device),
+        "bat": library_step("bat", work.base, work.batches(batch), lib, device),
+        "bat_compact": library_step("bat", work.base, work.batches(batch), compact, device),
+    }
     for step in fns.values():
         step()
-    times = interleaved_times({n: repeat(s, steps) for n, s in fns.items()}, repeats=args.repeats,
-                              warmup=args.warmup, device=device)
+    times = interleaved_times(
+        {n: repeat(s, steps) for n, s in fns.items()}, repeats=args.repeats, warmup=args.warmup, device=device
+    )
     ratio = {n: median([t / p for t, p in zip(times[n], times["pgd_at"])]) for n in times}
     rows = [[n, batch * steps / median(times[n]), ratio[n]] for n in times]
-    print_table(f"BAT against PGD-AT, robustfair defaults, {args.model}, batch {batch} (ratio = step time / "
-                "PGD-AT's)",
-                ["step", "images/s", "ratio to PGD-AT"], rows, left=1)
-    target = target_line("BAT step / PGD-AT step (robustfair defaults)", ratio["bat"],
-                         at_most=TARGET_BAT_OVER_PGD_AT, judged=not args.smoke)
-    return {"step_over_pgd_at": ratio, "images_per_s": {n: batch * steps / median(times[n]) for n in times},
-            "per_round": times.per_round(), "targets": {"bat_over_pgd_at": target}}
+    print_table(
+        f"BAT against PGD-AT, robustfair defaults, {args.model}, batch {batch} (ratio = step time / PGD-AT's)",
+        ["step", "images/s", "ratio to PGD-AT"],
+        rows,
+        left=1,
+    )
+    target = target_line(
+        "BAT step / PGD-AT step (robustfair defaults)",
+        ratio["bat"],
+        at_most=TARGET_BAT_OVER_PGD_AT,
+        judged=not args.smoke,
+    )
+    return {
+        "step_over_pgd_at": ratio,
+        "images_per_s": {n: batch * steps / median(times[n]) for n in times},
+        "per_round": times.per_round(),
+        "targets": {"bat_over_pgd_at": target},
+    }
 
 
 def _switches(acc) -> dict[str, Any]:
-    return {"amp": acc.amp, "channels_last": acc.channels_last, "tf32": acc.tf32,
-            "cudnn_benchmark": acc.cudnn_benchmark, "optimizer_impl": acc.optimizer_impl,
-            "early_stop_attack": acc.early_stop_attack}
+    return {
+        "amp": acc.amp,
+        "channels_last": acc.channels_last,
+        "tf32": acc.tf32,
+        "cudnn_benchmark": acc.cudnn_benchmark,
+        "optimizer_impl": acc.optimizer_impl,
+        "early_stop_attack": acc.early_stop_attack,
+    }
 
 
 def eval_model(args, device: torch.device) -> tuple[torch.nn.Module, str]:
@@ -252,8 +323,9 @@ def eval_model(args, device: torch.device) -> tuple[torch.nn.Module, str]:
     return model.to(device).eval(), what
 
 
-def precision_runs(model, x: torch.Tensor, y: torch.Tensor, device: torch.device, *, batch: int, seed: int,
-                   clock: Clock | None = None) -> dict[str, dict[str, float]]:
+def precision_runs(
+    model, x: torch.Tensor, y: torch.Tensor, device: torch.device, *, batch: int, seed: int, clock: Clock | None = None
+) -> dict[str, dict[str, float]]:
     """PGD-20 class-wise evaluation of (x, y) in three precisions: seconds and accuracies.
 
     The default precision (fp32 with TF32) first, then bf16, then fp32 without TF32; a
@@ -261,7 +333,7 @@ def precision_runs(model, x: torch.Tensor, y: torch.Tensor, device: torch.device
     from robustfair.engine.accelerator import autocast
     from robustfair.metrics import evaluate_classwise
 
-    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)]
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(y), batch)]
     out: dict[str, dict[str, float]] = {}
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
@@ -279,10 +351,13 @@ def precision_runs(model, x: torch.Tensor, y: torch.Tensor, device: torch.device
                 result = evaluate_classwise(model, batches, attack="pgd20", num_classes=10, device=device)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-            out[name] = {"seconds": time.perf_counter() - start, "images": len(y),
-                         "clean_acc": 100 * (1 - result.average_clean_err),
-                         "robust_acc": 100 * (1 - result.average_robust_err),
-                         "worst_class_robust_acc": 100 - result.summary()["worst_rob_err"]}
+            out[name] = {
+                "seconds": time.perf_counter() - start,
+                "images": len(y),
+                "clean_acc": 100 * (1 - result.average_clean_err),
+                "robust_acc": 100 * (1 - result.average_robust_err),
+                "worst_class_robust_acc": 100 - result.summary()["worst_rob_err"],
+            }
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     return out
@@ -290,20 +365,35 @@ def precision_runs(model, x: torch.Tensor, y: torch.Tensor, device: torch.device
 
 def section_eval(args, device: torch.device, clock: Clock) -> dict[str, Any]:
     model, what = eval_model(args, device)
-    x_u8, labels, data_what = load_images(args.eval_images, 32, directory=args.data_dir, split="test",
-                                          seed=args.seed)
+    x_u8, labels, data_what = load_images(args.eval_images, 32, directory=args.data_dir, split="test", seed=args.seed)
     x, y = to_unit(x_u8).to(device), labels.to(device)
     runs = precision_runs(model, x, y, device, batch=args.eval_batch, seed=args.seed, clock=clock)
-    rows = [[n, r["seconds"], r["images"] / r["seconds"], r["clean_acc"], r["robust_acc"],
-             r["robust_acc"] - runs["fp32"]["robust_acc"]] for n, r in runs.items()]
+    rows = [
+        [
+            n,
+            r["seconds"],
+            r["images"] / r["seconds"],
+            r["clean_acc"],
+            r["robust_acc"],
+            r["robust_acc"] - runs["fp32"]["robust_acc"],
+        ]
+        for n, r in runs.items()
+    ]
     print(f"\nmodel: {what}; data: {len(y)} {data_what}")
-    print_table("PGD-20 class-wise evaluation (evaluate_classwise, eps 8/255, step 2/255) in three precisions",
-                ["precision", "seconds", "images/s", "clean acc %", "robust acc %", "robust - fp32 (points)"], rows,
-                left=1)
+    print_table(
+        "PGD-20 class-wise evaluation (evaluate_classwise, eps 8/255, step 2/255) in three precisions",
+        ["precision", "seconds", "images/s", "clean acc %", "robust acc %", "robust - fp32 (points)"],
+        rows,
+        left=1,
+    )
     scale = 10000 / len(y)
-    target = target_line(f"PGD-20 class-wise evaluation of 10,000 images, default precision (fp32 with TF32)"
-                         f"{'' if scale == 1 else f', scaled from {len(y)} images'}, seconds",
-                         runs["fp32"]["seconds"] * scale, below=TARGET_EVAL_S, judged=not args.smoke)
+    target = target_line(
+        f"PGD-20 class-wise evaluation of 10,000 images, default precision (fp32 with TF32)"
+        f"{'' if scale == 1 else f', scaled from {len(y)} images'}, seconds",
+        runs["fp32"]["seconds"] * scale,
+        below=TARGET_EVAL_S,
+        judged=not args.smoke,
+    )
     gap = {}
     if "bf16" in runs:
         gap["robust_gap_bf16_minus_fp32"] = runs["bf16"]["robust_acc"] - runs["fp32"]["robust_acc"]
@@ -329,8 +419,9 @@ def section_epoch(args, device: torch.device) -> dict[str, Any]:
     loaded = time.perf_counter()
     loader = DeviceLoader(train, 128, shuffle=True, augment="crop_flip", device=device, seed=args.seed)
     model = prepare_model(build_benchmark_model(args.model, 32, seed=args.seed).to(device), lib)
-    optimizer = build_sgd(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False,
-                          implementation=lib.optimizer_impl)
+    optimizer = build_sgd(
+        model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False, implementation=lib.optimizer_impl
+    )
     method = METHODS["pgd_at"](METHODS["pgd_at"].Config(), num_classes=10)
     steps = 0
     with backend_flags(lib):
@@ -345,11 +436,18 @@ def section_epoch(args, device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
-    print(f"\nfull epoch of CIFAR-10 (JPEG), {len(train)} images, {steps} steps of batch 128, robustfair defaults: "
-          f"{end - start:.1f} s end to end (dataset load {loaded - start:.1f} s), "
-          f"{len(train) / (end - start):.0f} images/s")
-    return {"images": len(train), "steps": steps, "end_to_end_s": end - start, "data_load_s": loaded - start,
-            "images_per_s_end_to_end": len(train) / (end - start)}
+    print(
+        f"\nfull epoch of CIFAR-10 (JPEG), {len(train)} images, {steps} steps of batch 128, robustfair defaults: "
+        f"{end - start:.1f} s end to end (dataset load {loaded - start:.1f} s), "
+        f"{len(train) / (end - start):.0f} images/s"
+    )
+    return {
+        "images": len(train),
+        "steps": steps,
+        "end_to_end_s": end - start,
+        "data_load_s": loaded - start,
+        "images_per_s_end_to_end": len(train) / (end - start),
+    }
 
 
 def main() -> None:
@@ -361,18 +459,25 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10240, help="training images the loaders cycle over")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the authors'-style step")
     parser.add_argument("--profile-steps", type=int, default=3)
-    parser.add_argument("--train-variants", default="authors_style,library_fp32,library,library_compile,"
-                                                      "library_compile_ro",
-                        help="train section variants (comma list)")
+    parser.add_argument(
+        "--train-variants",
+        default="authors_style,library_fp32,library,library_compile,library_compile_ro",
+        help="train section variants (comma list)",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
-    parser.add_argument("--compile-budget-s", type=float, default=150.0,
-                        help="start a compiled variant only with this much of the budget left")
+    parser.add_argument(
+        "--compile-budget-s",
+        type=float,
+        default=150.0,
+        help="start a compiled variant only with this much of the budget left",
+    )
     parser.add_argument("--eval-images", type=int, default=10000)
     parser.add_argument("--eval-batch", type=int, default=500)
     parser.add_argument("--checkpoint", default=None, help="run directory or checkpoint for the eval section")
     parser.add_argument("--budget-s", type=float, default=900.0, help="skip sections once this much time is spent")
-    parser.add_argument("--smoke", action="store_true",
-                        help="run every code path on the CPU with tiny sizes (not a measurement)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="run every code path on the CPU with tiny sizes (not a measurement)"
+    )
     args = parser.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -392,16 +497,25 @@ def main() -> None:
         print("SMOKE TEST on the CPU with tiny sizes: checks the code paths; the numbers are not measurements")
     elif not torch.cuda.is_available():
         print("CUDA not available: skipped")
-        write_json(args.json_path, "gpu_throughput", machine_description(torch.device("cpu")), vars(args),
-                   {}, {"skipped": "CUDA not available"})
+        write_json(
+            args.json_path,
+            "gpu_throughput",
+            machine_description(torch.device("cpu")),
+            vars(args),
+            {},
+            {"skipped": "CUDA not available"},
+        )
         return
     else:
         device = torch.device("cuda")
     machine = machine_description(device)
     print_machine(machine)
-    print(f"settings: {args.model}, 3x32x32, batch {args.batch}, {args.steps} steps per timed call, {args.warmup} "
-          f"warm-up + {args.repeats} timed rounds, variants interleaved; sections {','.join(sections)}; "
-          f"budget {args.budget_s:.0f} s", flush=True)
+    print(
+        f"settings: {args.model}, 3x32x32, batch {args.batch}, {args.steps} steps per timed call, {args.warmup} "
+        f"warm-up + {args.repeats} timed rounds, variants interleaved; sections {','.join(sections)}; "
+        f"budget {args.budget_s:.0f} s",
+        flush=True,
+    )
 
     measurements: dict[str, Any] = {"smoke": args.smoke}
     work = Workload(args, device) if {"train", "bat"} & set(sections) else None
@@ -427,7 +541,7 @@ def main() -> None:
 
     ratios: dict[str, float] = {}
     targets: dict[str, Any] = {}
-    for section, found in measurements.items():
+    for found in measurements.values():
         if isinstance(found, dict):
             targets.update(found.get("targets", {}))
     if "images_per_s" in measurements.get("train", {}):
@@ -443,8 +557,9 @@ def main() -> None:
         for found in targets.values():
             verdict = {True: "PASS", False: "FAIL", None: "not judged (smoke)"}[found["met"]]
             print(f"  {found['target']}: {verdict} ({found['value']:,.3f})")
-    write_json(args.json_path, "gpu_throughput", machine, vars(args), ratios, measurements,
-               {k: v for k, v in targets.items()})
+    write_json(
+        args.json_path, "gpu_throughput", machine, vars(args), ratios, measurements, {k: v for k, v in targets.items()}
+    )
 
 
 if __name__ == "__main__":

@@ -34,11 +34,19 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from benchmarks.common import (base_parser, build_benchmark_model, load_images, print_table,  # noqa: E402
-                               realistic_labels, setup, to_unit, write_json)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    build_benchmark_model,
+    load_images,
+    print_table,
+    realistic_labels,
+    setup,
+    to_unit,
+    write_json,
+)
 from robustfair.methods import METHODS  # noqa: E402
 
-MIB = 2 ** 20
+MIB = 2**20
 CHILD_FLAG = "--measure-in-this-process"
 
 
@@ -76,7 +84,7 @@ def measure_all(args, device: torch.device) -> dict[str, Any]:
         method = METHODS[name](METHODS[name].Config(), num_classes=10)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-        def step() -> None:
+        def step(model=model, method=method, optimizer=optimizer) -> None:
             model.train()
             loss = method.loss(model, x, y).loss
             optimizer.zero_grad(set_to_none=True)
@@ -102,7 +110,7 @@ def measure_all(args, device: torch.device) -> dict[str, Any]:
         seconds[name] = time.perf_counter() - start
         peaks[name] = peak / MIB
         print(f"  {name}: {peaks[name]:.1f} MiB ({seconds[name]:.1f} s)", flush=True)
-        del model, method, optimizer
+        del model, method, optimizer, step
     return {"peak_mib": peaks, "step_s": seconds, "how": how, "data": what}
 
 
@@ -121,9 +129,12 @@ def main() -> None:
         return
 
     device, machine = setup(args)
-    print(f"settings: {args.model}, batch {args.batch}, {args.image_size}x{args.image_size}; every method's "
-          f"default config; one warm-up step, then the measured step; measured in a child process "
-          f"with MALLOC_MMAP_THRESHOLD_=65536", flush=True)
+    print(
+        f"settings: {args.model}, batch {args.batch}, {args.image_size}x{args.image_size}; every method's "
+        f"default config; one warm-up step, then the measured step; measured in a child process "
+        f"with MALLOC_MMAP_THRESHOLD_=65536",
+        flush=True,
+    )
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     command = [sys.executable, str(Path(__file__).resolve()), CHILD_FLAG] + _without_json(sys.argv[1:])
     child = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -135,16 +146,33 @@ def main() -> None:
     if child.returncode != 0 or not results:
         sys.stderr.write(child.stderr)
         raise SystemExit(f"measuring process failed with exit code {child.returncode}")
-    figures = json.loads(results[-1][len("RESULT "):])
+    figures = json.loads(results[-1][len("RESULT ") :])
     peaks = figures["peak_mib"]
     plain = peaks["erm"]
     rows = [[name, peaks[name], peaks[name] / plain, figures["step_s"][name]] for name in peaks]
-    print_table(f"Peak memory of one training step ({figures['how']}; ratio = / plain training step 'erm')",
-                ["method", "peak MiB", "ratio to erm", "step s"], rows, left=1)
+    print_table(
+        f"Peak memory of one training step ({figures['how']}; ratio = / plain training step 'erm')",
+        ["method", "peak MiB", "ratio to erm", "step s"],
+        rows,
+        left=1,
+    )
     ratios = {f"{name}.peak_over_erm": peaks[name] / plain for name in peaks}
-    write_json(args.json_path, "memory", machine, vars(args), ratios,
-               {"peak_mib": peaks, "step_s": figures["step_s"], "measured_as": figures["how"],
-                "data": figures["data"], "model": args.model, "batch": args.batch, "image_size": args.image_size})
+    write_json(
+        args.json_path,
+        "memory",
+        machine,
+        vars(args),
+        ratios,
+        {
+            "peak_mib": peaks,
+            "step_s": figures["step_s"],
+            "measured_as": figures["how"],
+            "data": figures["data"],
+            "model": args.model,
+            "batch": args.batch,
+            "image_size": args.image_size,
+        },
+    )
 
 
 def _without_json(command: list[str]) -> list[str]:

@@ -42,15 +42,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `benchmarks` importable
 
 from collections import Counter  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.common import (base_parser, build_benchmark_model, freeze_batchnorm_statistics,  # noqa: E402
-                               interleaved_times, judged_clock, load_images, median, paired_ratio, print_table,
-                               realistic_labels, setup, to_unit, wall_ratio, write_json)
+from benchmarks.common import (  # noqa: E402
+    base_parser,
+    build_benchmark_model,
+    freeze_batchnorm_statistics,
+    interleaved_times,
+    judged_clock,
+    load_images,
+    median,
+    paired_ratio,
+    print_table,
+    realistic_labels,
+    setup,
+    to_unit,
+    wall_ratio,
+    write_json,
+)
 from robustfair.losses import trades_kl  # noqa: E402
 from robustfair.losses.bat import bat_loss_terms  # noqa: E402
 from robustfair.methods import METHODS  # noqa: E402
@@ -59,8 +73,15 @@ DEFAULT_CONFIGS = "small_cnn:64:32:4,preact_resnet18:16:16:3"
 DEFAULT_METHODS = "pgd_at,trades,trades_shared_forward,frl_rwrm,bat"
 TARGET = 1 / 1.1  # floor / measured of a step within 10% of its floor
 TARGETED = ("pgd_at", "trades")
-FLOOR_OF = {"pgd_at": "floor_pgd_at", "trades": "floor_trades", "trades_shared_forward": "floor_trades_shared",
-            "frl_rw": "floor_trades", "frl_rwrm": "floor_trades", "frl_rm": "floor_trades", "bat": "floor_bat"}
+FLOOR_OF = {
+    "pgd_at": "floor_pgd_at",
+    "trades": "floor_trades",
+    "trades_shared_forward": "floor_trades_shared",
+    "frl_rw": "floor_trades",
+    "frl_rwrm": "floor_trades",
+    "frl_rm": "floor_trades",
+    "bat": "floor_bat",
+}
 #: Benchmark names for a method with non-default options: name -> (registry name, config fields).
 VARIANTS = {"trades_shared_forward": ("trades", {"forward_order": "clean_adv"})}
 
@@ -103,7 +124,7 @@ class PassCounter:
 
 
 def parse_configs(text: str) -> list[tuple[str, int, int, int | None]]:
-    """"model:batch:image_size[:repeats],..." -> [(model, batch, size, repeats or None)]."""
+    """ "model:batch:image_size[:repeats],..." -> [(model, batch, size, repeats or None)]."""
     configs = []
     for item in text.split(","):
         parts = item.split(":")
@@ -112,14 +133,18 @@ def parse_configs(text: str) -> list[tuple[str, int, int, int | None]]:
     return configs
 
 
-def measure_model(name: str, batch: int, image_size: int, repeats: int, method_names: list[str], args,
-                  device: torch.device) -> tuple[list[list[Any]], dict[str, float], dict[str, Any]]:
+def measure_model(
+    name: str, batch: int, image_size: int, repeats: int, method_names: list[str], args, device: torch.device
+) -> tuple[list[list[Any]], dict[str, float], dict[str, Any]]:
     model = freeze_batchnorm_statistics(build_benchmark_model(name, image_size, seed=args.seed).to(device))
     x_u8, _, what = load_images(batch, image_size, directory=args.data_dir, seed=args.seed)
     x = to_unit(x_u8).to(device)
     y = realistic_labels(model, x, seed=args.seed)
-    print(f"\n{name}: batch {batch}, {image_size}x{image_size}, {what}; labels: the model's own "
-          f"predictions with 20% moved to another class; {repeats} timed rounds", flush=True)
+    print(
+        f"\n{name}: batch {batch}, {image_size}x{image_size}, {what}; labels: the model's own "
+        f"predictions with 20% moved to another class; {repeats} timed rounds",
+        flush=True,
+    )
     generator = torch.Generator().manual_seed(args.seed + 1)
     # Stand-ins for adversarial inputs in the floors (their values do not change the work).
     x_adv = (x + 0.02 * torch.randn(x.shape, generator=generator).to(device)).clamp(0, 1)
@@ -196,6 +221,7 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
             counter.reset()
             model.train()
             optimize(method.loss(model, x, y).loss)
+
         return step
 
     fns: dict[str, Callable[[], None]] = {"train_step": train_step, "input_grad": input_grad}
@@ -204,8 +230,12 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
             raise SystemExit(f"no floor defined for method {m!r}; known: {', '.join(FLOOR_OF)}")
         floor = FLOOR_OF[m]
         if floor not in fns:
-            fns[floor] = {"floor_pgd_at": floor_pgd_at, "floor_trades": floor_trades,
-                          "floor_trades_shared": floor_trades_shared, "floor_bat": floor_bat}[floor]
+            fns[floor] = {
+                "floor_pgd_at": floor_pgd_at,
+                "floor_trades": floor_trades,
+                "floor_trades_shared": floor_trades_shared,
+                "floor_bat": floor_bat,
+            }[floor]
         fns[m] = method_step(m)
     if "bat" in method_names:  # the BAT floor replays a real BAT step's pass sizes: run one first
         fns["bat"]()
@@ -221,17 +251,26 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         if fn_name in counts and round_index >= 0:
             counts[fn_name].append(counter.samples.copy())
 
-    times = interleaved_times(fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record,
-                              clock=args.clock)
+    times = interleaved_times(
+        fns, repeats=repeats, warmup=args.warmup, device=device, after_call=record, clock=args.clock
+    )
     counter.remove()
 
-    rows: list[list[Any]] = [[name, "train_step", median(times["train_step"]), "", "", "", "", "", "", ""],
-                             [name, "input_grad (one pass)", median(times["input_grad"]), "", "", "", "", "", "", ""]]
+    rows: list[list[Any]] = [
+        [name, "train_step", median(times["train_step"]), "", "", "", "", "", "", ""],
+        [name, "input_grad (one pass)", median(times["input_grad"]), "", "", "", "", "", "", ""],
+    ]
     ratios: dict[str, float] = {}
-    measurements: dict[str, Any] = {"batch": batch, "image_size": image_size, "data": what, "repeats": repeats,
-                                    "train_step_s": median(times["train_step"]),
-                                    "input_grad_s": median(times["input_grad"]),
-                                    "clock": times.clock, "per_round": times.per_round()}
+    measurements: dict[str, Any] = {
+        "batch": batch,
+        "image_size": image_size,
+        "data": what,
+        "repeats": repeats,
+        "train_step_s": median(times["train_step"]),
+        "input_grad_s": median(times["input_grad"]),
+        "clock": times.clock,
+        "per_round": times.per_round(),
+    }
     for m in method_names:
         floor = FLOOR_OF[m]
         efficiency, best_efficiency = paired_ratio(times[floor], times[m])
@@ -240,64 +279,112 @@ def measure_model(name: str, batch: int, image_size: int, repeats: int, method_n
         no_grad = median([c["no_grad"] / batch for c in counts[m]])
         train_forwards = median([c["train"] / batch for c in counts[m]])
         target = f">= {TARGET:.3f}: {'met' if efficiency >= TARGET else 'MISSED'}" if m in TARGETED else ""
-        rows.append([name, m, median(times[m]), median(times[floor]), f"{grad_passes:.2f}", f"{no_grad:.2f}",
-                     f"{train_forwards:.2f}", efficiency, best_efficiency, efficiency_wall, target])
+        rows.append(
+            [
+                name,
+                m,
+                median(times[m]),
+                median(times[floor]),
+                f"{grad_passes:.2f}",
+                f"{no_grad:.2f}",
+                f"{train_forwards:.2f}",
+                efficiency,
+                best_efficiency,
+                efficiency_wall,
+                target,
+            ]
+        )
         ratios[f"{name}.{m}.floor_over_measured"] = efficiency
         ratios[f"{name}.{m}.floor_over_measured_best_times"] = best_efficiency
         ratios[f"{name}.{m}.floor_over_measured_wall"] = efficiency_wall
-        measurements[m] = {"measured_s": median(times[m]), "floor_s": median(times[floor]), "floor": floor,
-                           "input_grad_passes": grad_passes, "no_grad_forwards": no_grad,
-                           "train_forwards": train_forwards, "attack_steps": steps[m]}
+        measurements[m] = {
+            "measured_s": median(times[m]),
+            "floor_s": median(times[floor]),
+            "floor": floor,
+            "input_grad_passes": grad_passes,
+            "no_grad_forwards": no_grad,
+            "train_forwards": train_forwards,
+            "attack_steps": steps[m],
+        }
     if replayed:
         measurements["floor_bat_replayed_input_grad_passes"] = median(replayed) / batch
     ratios[f"{name}.input_grad_over_train_step"] = median(
-        [a / b for a, b in zip(times["input_grad"], times["train_step"])])
+        [a / b for a, b in zip(times["input_grad"], times["train_step"])]
+    )
     return rows, ratios, measurements
 
 
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], repeats=3)
     parser.set_defaults(repeats=None)
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
-                        help=f"model:batch:image_size[:repeats] list (default {DEFAULT_CONFIGS}); "
-                             f"--repeats overrides the per-model repeats")
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help=f"model:batch:image_size[:repeats] list (default {DEFAULT_CONFIGS}); "
+        f"--repeats overrides the per-model repeats",
+    )
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"methods to time (default {DEFAULT_METHODS})")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
-                        help="the clock ratios are judged on: cpu = process CPU time (other processes on a shared "
-                             "machine do not inflate it; the default on a CPU device), wall = elapsed time (the "
-                             "default on CUDA); both are recorded")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="the clock ratios are judged on: cpu = process CPU time (other processes on a shared "
+        "machine do not inflate it; the default on a CPU device), wall = elapsed time (the "
+        "default on CUDA); both are recorded",
+    )
     args = parser.parse_args()
     device, machine = setup(args)
     args.clock = args.clock or judged_clock(device)
     configs = parse_configs(args.configs)
     method_names = [m for m in args.methods.split(",") if m]
-    print(f"settings: {args.configs}; methods {','.join(method_names)} with their default configs "
-          f"(variants: {VARIANTS}) "
-          f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.clock} clock; {args.warmup} warm-up round, "
-          f"then the timed rounds with the "
-          f"order rotated each round; medians of per-round ratios")
+    print(
+        f"settings: {args.configs}; methods {','.join(method_names)} with their default configs "
+        f"(variants: {VARIANTS}) "
+        f"(K = 10 attack steps); SGD lr 0, BatchNorm momentum 0; {args.clock} clock; {args.warmup} warm-up round, "
+        f"then the timed rounds with the "
+        f"order rotated each round; medians of per-round ratios"
+    )
 
     rows, ratios, measurements = [], {}, {}
     for name, batch, size, repeats in configs:
         repeats = args.repeats or repeats or 3
-        model_rows, model_ratios, model_measurements = measure_model(name, batch, size, repeats, method_names,
-                                                                     args, device)
+        model_rows, model_ratios, model_measurements = measure_model(
+            name, batch, size, repeats, method_names, args, device
+        )
         rows += model_rows
         ratios.update(model_ratios)
         measurements[name] = model_measurements
 
     clock = "process CPU time" if args.clock == "cpu" else "wall time"
-    print_table(f"Training-step efficiency (floor / measured; 1.0 = no work beyond the floor; times and ratios on "
-                f"{clock})",
-                ["model", "step", "measured s", "floor s", "grad passes xB", "no-grad fwd xB", "train fwd xB",
-                 "floor/measured", "(best times)", "(wall)", "target"], rows)
-    print(f"floor/measured: median of per-round ratios on {clock} (the figure, judged against the target); "
-          "(best times): fastest floor / fastest step, a check insensitive to other processes; (wall): the "
-          "median per-round ratio on wall time.\ngrad passes xB: per-sample input gradients the "
-          "step computed, in batches of B; no-grad fwd xB: eval forwards without graph (clean targets, final "
-          "flip checks), in batches of B; train fwd xB: train-mode forwards (BatchNorm updates), in batches of B.")
-    targets = {key: {"target": f">= {TARGET:.4f}", "value": value, "met": value >= TARGET}
-               for key, value in ratios.items() if key.split(".")[1] in TARGETED and key.endswith("floor_over_measured")}
+    print_table(
+        f"Training-step efficiency (floor / measured; 1.0 = no work beyond the floor; times and ratios on {clock})",
+        [
+            "model",
+            "step",
+            "measured s",
+            "floor s",
+            "grad passes xB",
+            "no-grad fwd xB",
+            "train fwd xB",
+            "floor/measured",
+            "(best times)",
+            "(wall)",
+            "target",
+        ],
+        rows,
+    )
+    print(
+        f"floor/measured: median of per-round ratios on {clock} (the figure, judged against the target); "
+        "(best times): fastest floor / fastest step, a check insensitive to other processes; (wall): the "
+        "median per-round ratio on wall time.\ngrad passes xB: per-sample input gradients the "
+        "step computed, in batches of B; no-grad fwd xB: eval forwards without graph (clean targets, final "
+        "flip checks), in batches of B; train fwd xB: train-mode forwards (BatchNorm updates), in batches of B."
+    )
+    targets = {
+        key: {"target": f">= {TARGET:.4f}", "value": value, "met": value >= TARGET}
+        for key, value in ratios.items()
+        if key.split(".")[1] in TARGETED and key.endswith("floor_over_measured")
+    }
     for target in targets.values():
         target["clock"] = clock
     write_json(args.json_path, "train_step", machine, vars(args), ratios, measurements, targets)

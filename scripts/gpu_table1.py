@@ -75,9 +75,11 @@ class MethodSpec:
 
 # Run order: PGD-AT first (FRL fine-tunes it), then BAT (the paper's method), then TRADES(6);
 # the table lists them in Table 1's order (TABLE_ORDER).
-CORE = (MethodSpec("pgd_at", "PGD-AT", "cifar10_resnet18_pgd_at"),
-        MethodSpec("bat", "BAT", "bat"),
-        MethodSpec("trades6", "TRADES(6)", "cifar10_resnet18_trades6"))
+CORE = (
+    MethodSpec("pgd_at", "PGD-AT", "cifar10_resnet18_pgd_at"),
+    MethodSpec("bat", "BAT", "bat"),
+    MethodSpec("trades6", "TRADES(6)", "cifar10_resnet18_trades6"),
+)
 TABLE_ORDER = ("pgd_at", "trades6", "frl_rwrm", "bat")
 MARGIN = 1.1  # measured step times are planned with 10% to spare
 FRL = MethodSpec("frl_rwrm", "FRL RW+RM (fine-tunes PGD-AT)", "frl_rwrm", fine_tune_of="pgd_at")
@@ -86,16 +88,17 @@ SIZED_AS = {"pgd_at": "pgd_at", "trades6": "trades", "bat": "bat", "frl_rwrm": "
 
 # ---- planning (pure, unit-tested) -----------------------------------------------------------
 
+
 @dataclass
 class Estimates:
     """Seconds the planner works with (measured here, or derived from measurements)."""
 
-    step_s: dict[str, float]          # one training step (batch 128) of each method key
-    steps_per_epoch: int              # training steps per epoch (core runs)
-    pgd20_s: float                    # PGD-20 class-wise evaluation of the whole test set
-    aa_s: dict[str, float]            # AutoAttack on the class-balanced subset, per version
-    run_overhead_s: float = 10.0      # per run: building data and model, checkpoints, sanity checks
-    epoch_overhead_s: float = 1.0     # per epoch: checkpoint, metrics, weight checks
+    step_s: dict[str, float]  # one training step (batch 128) of each method key
+    steps_per_epoch: int  # training steps per epoch (core runs)
+    pgd20_s: float  # PGD-20 class-wise evaluation of the whole test set
+    aa_s: dict[str, float]  # AutoAttack on the class-balanced subset, per version
+    run_overhead_s: float = 10.0  # per run: building data and model, checkpoints, sanity checks
+    epoch_overhead_s: float = 1.0  # per epoch: checkpoint, metrics, weight checks
 
     def epoch_s(self, key: str) -> float:
         return self.steps_per_epoch * self.step_s[key] * MARGIN + self.epoch_overhead_s
@@ -112,17 +115,19 @@ class Plan:
     epochs: int
     milestones: list[int]
     factors: list[float]
-    autoattack: str | None           # "standard", "lite" (APGD-CE + APGD-T) or None
+    autoattack: str | None  # "standard", "lite" (APGD-CE + APGD-T) or None
     frl_epochs: int
     estimated_s: dict[str, float] = field(default_factory=dict)
     reason: str = ""
 
     def schedule_label(self) -> str:
         steps = ", ".join(f"x{f:g} from epoch {m}" for m, f in zip(self.milestones, self.factors))
-        return (f"REDUCED SCHEDULE: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of batch 128 per method "
-                f"(the paper: 100), SGD lr 0.1"
-                f"{', ' + steps if steps else ''} (the paper's x0.1 at 75% and x0.01 at 90%, scaled); the same "
-                f"for every method")
+        return (
+            f"REDUCED SCHEDULE: {self.epochs} epoch{'s' if self.epochs != 1 else ''} of batch 128 per method "
+            f"(the paper: 100), SGD lr 0.1"
+            f"{', ' + steps if steps else ''} (the paper's x0.1 at 75% and x0.01 at 90%, scaled); the same "
+            f"for every method"
+        )
 
 
 def schedule_points(epochs: int) -> tuple[list[int], list[float]]:
@@ -141,8 +146,15 @@ def schedule_points(epochs: int) -> tuple[list[int], list[float]]:
     return points, factors
 
 
-def plan_schedule(est: Estimates, seconds_left: float, *, methods: tuple[str, ...] = ("pgd_at", "bat", "trades6"),
-                  precision_gap_s: float = 0.0, e_min: int = E_MIN, e_max: int = E_MAX) -> Plan:
+def plan_schedule(
+    est: Estimates,
+    seconds_left: float,
+    *,
+    methods: tuple[str, ...] = ("pgd_at", "bat", "trades6"),
+    precision_gap_s: float = 0.0,
+    e_min: int = E_MIN,
+    e_max: int = E_MAX,
+) -> Plan:
     """The largest common epoch count E (<= e_max) that fits `seconds_left`, preferring the
     standard AutoAttack when E >= e_min still fits with it, else APGD-CE + APGD-T, else none."""
     usable = seconds_left - SAFETY_S - precision_gap_s
@@ -157,25 +169,55 @@ def plan_schedule(est: Estimates, seconds_left: float, *, methods: tuple[str, ..
     epochs, aa = chosen
     milestones, factors = schedule_points(epochs)
     estimated = {m: est.run_s(m, epochs, aa) for m in methods}
-    reason = (f"{seconds_left:.0f} s left; per epoch of all {len(methods)} methods {per_epoch:.1f} s; "
-              f"evaluation per method {est.eval_s(aa):.1f} s (AutoAttack {aa or 'none'})")
-    return Plan(epochs=epochs, milestones=milestones, factors=factors, autoattack=aa,
-                frl_epochs=max(1, round(0.4 * epochs)), estimated_s=estimated, reason=reason)
+    reason = (
+        f"{seconds_left:.0f} s left; per epoch of all {len(methods)} methods {per_epoch:.1f} s; "
+        f"evaluation per method {est.eval_s(aa):.1f} s (AutoAttack {aa or 'none'})"
+    )
+    return Plan(
+        epochs=epochs,
+        milestones=milestones,
+        factors=factors,
+        autoattack=aa,
+        frl_epochs=max(1, round(0.4 * epochs)),
+        estimated_s=estimated,
+        reason=reason,
+    )
 
 
 # ---- measuring ---------------------------------------------------------------------------------
 
+
 def run_benchmark(args, out: Path) -> dict[str, Any] | None:
     """benchmarks/gpu_throughput.py in a subprocess (time-limited); its JSON, or None."""
     path = out / "benchmark.json"
-    command = [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--json", str(path),
-               "--budget-s", str(args.bench_s)]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "gpu_throughput.py"),
+        "--json",
+        str(path),
+        "--budget-s",
+        str(args.bench_s),
+    ]
     if args.smoke:
         command += ["--smoke", "--sections", "bat"]
     else:
-        command += ["--sections", "train,bat,eval", "--train-variants", "authors_style,library", "--no-compile",
-                    "--steps", "4", "--repeats", "2", "--warmup", "0", "--profile-steps", "0",
-                    "--threads", str(max(1, min(8, os.cpu_count() or 1)))]
+        command += [
+            "--sections",
+            "train,bat,eval",
+            "--train-variants",
+            "authors_style,library",
+            "--no-compile",
+            "--steps",
+            "4",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+            "--profile-steps",
+            "0",
+            "--threads",
+            str(max(1, min(8, os.cpu_count() or 1))),
+        ]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
@@ -192,8 +234,13 @@ def run_benchmark(args, out: Path) -> dict[str, Any] | None:
 
 def measure_steps(args, device: torch.device, keys: tuple[str, ...]) -> dict[str, float]:
     """Seconds per training step (batch 128, robustfair's defaults on `device`) of each method."""
-    from benchmarks.common import build_benchmark_model, freeze_batchnorm_statistics, load_images, realistic_labels, \
-        to_unit
+    from benchmarks.common import (
+        build_benchmark_model,
+        freeze_batchnorm_statistics,
+        load_images,
+        realistic_labels,
+        to_unit,
+    )
     from benchmarks.gpu_steps import acceleration, device_batches, library_step
 
     model_name = "small_cnn" if args.smoke else "resnet18"
@@ -221,8 +268,9 @@ def measure_steps(args, device: torch.device, keys: tuple[str, ...]) -> dict[str
     return found
 
 
-def estimates_from(step_s: dict[str, float], bench: dict[str, Any] | None, *, train_images: int,
-                   test_images: int, smoke: bool) -> Estimates:
+def estimates_from(
+    step_s: dict[str, float], bench: dict[str, Any] | None, *, train_images: int, test_images: int, smoke: bool
+) -> Estimates:
     """Planner inputs: measured steps, the benchmark's PGD-20 time (scaled to the test set)
     when it has one, else an estimate from the PGD-AT step (21 passes against its 11, fp32)."""
     pgd20 = None
@@ -240,11 +288,17 @@ def estimates_from(step_s: dict[str, float], bench: dict[str, Any] | None, *, tr
     aa = {"standard": 1.7e6 * unit * 1.5 + 10, "lite": 0.5e6 * unit * 1.5 + 5}
     if smoke:
         aa = {"standard": 5.0, "lite": 2.0}
-    return Estimates(step_s=step_s, steps_per_epoch=math.ceil(train_images / 128), pgd20_s=pgd20, aa_s=aa,
-                     run_overhead_s=2.0 if smoke else 10.0)
+    return Estimates(
+        step_s=step_s,
+        steps_per_epoch=math.ceil(train_images / 128),
+        pgd20_s=pgd20,
+        aa_s=aa,
+        run_overhead_s=2.0 if smoke else 10.0,
+    )
 
 
 # ---- one run ---------------------------------------------------------------------------------------
+
 
 def overrides_for(spec: MethodSpec, plan: Plan, args, runs: Path) -> list[str]:
     common = [f"name=table1_{spec.key}", "train.batch_size=128", "train.log_every=100", "eval.sanity_checks=true"]
@@ -253,15 +307,29 @@ def overrides_for(spec: MethodSpec, plan: Plan, args, runs: Path) -> list[str]:
     if spec.fine_tune_of is None:
         points = "[" + ",".join(map(str, plan.milestones)) + "]"
         factors = "[" + ",".join(f"{f:g}" for f in plan.factors) + "]"
-        common += [f"train.epochs={plan.epochs}", "data.val_per_class=0",
-                   f"schedule.name={'piecewise' if plan.milestones else 'constant'}",
-                   f"schedule.milestones={points}", f"schedule.factors={factors}"]
+        common += [
+            f"train.epochs={plan.epochs}",
+            "data.val_per_class=0",
+            f"schedule.name={'piecewise' if plan.milestones else 'constant'}",
+            f"schedule.milestones={points}",
+            f"schedule.factors={factors}",
+        ]
     else:
-        common += [f"train.epochs={plan.frl_epochs}", "model.name=resnet18", "data.val_per_class=300",
-                   f"init_from={runs / spec.fine_tune_of}"]
+        common += [
+            f"train.epochs={plan.frl_epochs}",
+            "model.name=resnet18",
+            "data.val_per_class=300",
+            f"init_from={runs / spec.fine_tune_of}",
+        ]
     if args.smoke:
-        common += [f"data.name={args.dataset}", "model.name=small_cnn", "data.train_per_class=6",
-                   "data.test_per_class=3", "method.steps=2", "train.eval_batch_size=50"]
+        common += [
+            f"data.name={args.dataset}",
+            "model.name=small_cnn",
+            "data.train_per_class=6",
+            "data.test_per_class=3",
+            "method.steps=2",
+            "train.eval_batch_size=50",
+        ]
         if spec.fine_tune_of is not None:
             common += ["data.val_per_class=2"]
         if args.dataset != "cifar10_jpeg":
@@ -291,10 +359,16 @@ def autoattack_subset(trainer, plan: Plan, args) -> dict[str, Any]:
         overrides["attacks"] = ["apgd-ce"] if args.smoke else ["apgd-ce", "apgd-t"]
     start = time.perf_counter()
     with backend_flags(trainer.acceleration):  # the run's evaluation precision: fp32 (TF32 on CUDA)
-        result = evaluate_classwise(trainer.core, [(x, y)], attack="autoattack", num_classes=trainer.data.num_classes,
-                                    classes=trainer.data.classes, device=trainer.device,
-                                    dataset_name=f"{trainer.data.name} test, class-balanced {len(index)}",
-                                    attack_overrides=overrides)
+        result = evaluate_classwise(
+            trainer.core,
+            [(x, y)],
+            attack="autoattack",
+            num_classes=trainer.data.num_classes,
+            classes=trainer.data.classes,
+            device=trainer.device,
+            dataset_name=f"{trainer.data.name} test, class-balanced {len(index)}",
+            attack_overrides=overrides,
+        )
     record = result.to_dict()
     record["seconds"] = time.perf_counter() - start
     counts = np.bincount(np.asarray(test.y)[index], minlength=trainer.data.num_classes)
@@ -314,8 +388,12 @@ def precision_gap(trainer, fp32_result: dict[str, Any]) -> dict[str, Any]:
         bf16 = trainer._evaluate(trainer.core, test, trainer.config.eval.attack).to_dict()
     seconds = time.perf_counter() - start
     gap = {k: bf16["summary"][k] - fp32_result["summary"][k] for k in fp32_result["summary"]}
-    return {"bf16_summary": bf16["summary"], "fp32_summary": fp32_result["summary"], "bf16_minus_fp32": gap,
-            "bf16_seconds": seconds}
+    return {
+        "bf16_summary": bf16["summary"],
+        "fp32_summary": fp32_result["summary"],
+        "bf16_minus_fp32": gap,
+        "bf16_seconds": seconds,
+    }
 
 
 def train_one(spec: MethodSpec, plan: Plan, args, runs: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -327,16 +405,24 @@ def train_one(spec: MethodSpec, plan: Plan, args, runs: Path, record: dict[str, 
     trainer = Trainer(config, runs / spec.key, quiet=False, progress=False)
     results = trainer.fit()
     trained = time.perf_counter()
-    entry: dict[str, Any] = {"label": spec.label, "preset": spec.preset, "results": results,
-                             "wall_s": trained - started, "epochs": config.train.epochs,
-                             "train_time_s": results["run"]["train_time_s"], "train_images": len(trainer.data.train)}
+    entry: dict[str, Any] = {
+        "label": spec.label,
+        "preset": spec.preset,
+        "results": results,
+        "wall_s": trained - started,
+        "epochs": config.train.epochs,
+        "train_time_s": results["run"]["train_time_s"],
+        "train_images": len(trainer.data.train),
+    }
     record["runs"][spec.key] = entry
     if plan.autoattack is not None:
         entry["autoattack"] = autoattack_subset(trainer, plan, args)
         aa = entry["autoattack"]
-        print(f"  AutoAttack ({plan.autoattack}) on {aa['num_samples']} test images: {aa['seconds']:.1f} s, "
-              f"avg/worst robust error {aa['summary']['avg_rob_err']:.2f}/{aa['summary']['worst_rob_err']:.2f}",
-              flush=True)
+        print(
+            f"  AutoAttack ({plan.autoattack}) on {aa['num_samples']} test images: {aa['seconds']:.1f} s, "
+            f"avg/worst robust error {aa['summary']['avg_rob_err']:.2f}/{aa['summary']['worst_rob_err']:.2f}",
+            flush=True,
+        )
     if spec.key == "pgd_at" and not args.no_precision_gap:
         entry["precision_gap"] = precision_gap(trainer, results)
     entry["wall_s"] = time.perf_counter() - started
@@ -344,6 +430,7 @@ def train_one(spec: MethodSpec, plan: Plan, args, runs: Path, record: dict[str, 
 
 
 # ---- outputs ---------------------------------------------------------------------------------------
+
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
@@ -366,36 +453,59 @@ def table_text(record: dict[str, Any]) -> str:
     from robustfair.report.tables import per_class_table, robust_error_by_class, summary_table
 
     plan = record.get("plan") or {}
-    lines = [f"# {PAPER} at a reduced schedule: CIFAR-10 (JPEG), ResNet-18",
-             "", f"**{plan.get('label', 'schedule not planned yet')}.** Not the paper's protocol: "
-                 "numbers from a few epochs are far from converged and say nothing final about the methods.", ""]
+    lines = [
+        f"# {PAPER} at a reduced schedule: CIFAR-10 (JPEG), ResNet-18",
+        "",
+        f"**{plan.get('label', 'schedule not planned yet')}.** Not the paper's protocol: "
+        "numbers from a few epochs are far from converged and say nothing final about the methods.",
+        "",
+    ]
     if record.get("smoke"):
         lines += ["**SMOKE TEST on the CPU (tiny subsets, small CNN, 2-step attacks): the numbers mean nothing.**", ""]
-    lines += [f"GPU: {record['machine'].get('gpu', 'none')}; torch {record['machine']['torch']}; Python "
-              f"{record['machine']['python']}; code {record['machine'].get('commit')}; {record['machine']['date']}.",
-              f"Command: `{record['command']}`", ""]
+    lines += [
+        f"GPU: {record['machine'].get('gpu', 'none')}; torch {record['machine']['torch']}; Python "
+        f"{record['machine']['python']}; code {record['machine'].get('commit')}; {record['machine']['date']}.",
+        f"Command: `{record['command']}`",
+        "",
+    ]
     runs = {k: record["runs"][k] for k in TABLE_ORDER if k in record["runs"]}
     if runs:
         rows = [(e["label"], e["results"]["summary"]) for e in runs.values()]
         first = next(iter(runs.values()))["results"]
         attack = first["attack"]
-        lines += [f"## PGD-20 on the {first['num_samples']} test images (eps {attack.get('eps', 0):.4f}, step "
-                  f"{attack.get('step_size', 0):.4f}, fp32), last epoch; error % (lower is better)", "",
-                  summary_table(rows), ""]
+        lines += [
+            f"## PGD-20 on the {first['num_samples']} test images (eps {attack.get('eps', 0):.4f}, step "
+            f"{attack.get('step_size', 0):.4f}, fp32), last epoch; error % (lower is better)",
+            "",
+            summary_table(rows),
+            "",
+        ]
         aa_rows = [(e["label"], e["autoattack"]["summary"]) for e in runs.values() if "autoattack" in e]
         if aa_rows:
             aa = next(e["autoattack"] for e in runs.values() if "autoattack" in e)
             spec = aa["attack"]
             which = ", ".join(a.upper() for a in spec["attacks"]) if spec.get("attacks") else spec.get("version")
-            lines += [f"## AutoAttack ({which}, eps {spec.get('eps', 0):.4f}) on a class-balanced "
-                      f"{aa['num_samples']} of the test images "
-                      f"(seeded, {aa['subset']['per_class']} per class); error %", "", summary_table(aa_rows), ""]
+            lines += [
+                f"## AutoAttack ({which}, eps {spec.get('eps', 0):.4f}) on a class-balanced "
+                f"{aa['num_samples']} of the test images "
+                f"(seeded, {aa['subset']['per_class']} per class); error %",
+                "",
+                summary_table(aa_rows),
+                "",
+            ]
         classes = first["classes"]
-        lines += ["## Robust error % by class (PGD-20, test set)", "",
-                  per_class_table([(e["label"], robust_error_by_class(e["results"])) for e in runs.values()],
-                                  classes), ""]
-        lines += ["## Time per run", "", "| method | epochs | train s | train images/s | wall s (train + evaluation) |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Robust error % by class (PGD-20, test set)",
+            "",
+            per_class_table([(e["label"], robust_error_by_class(e["results"])) for e in runs.values()], classes),
+            "",
+        ]
+        lines += [
+            "## Time per run",
+            "",
+            "| method | epochs | train s | train images/s | wall s (train + evaluation) |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for e in runs.values():
             images = e.get("train_images", 0)
             rate = f"{images * e['epochs'] / e['train_time_s']:.0f}" if images and e["train_time_s"] else ""
@@ -404,10 +514,14 @@ def table_text(record: dict[str, Any]) -> str:
         gap = runs.get("pgd_at", {}).get("precision_gap")
         if gap:
             d = gap["bf16_minus_fp32"]
-            lines += ["## Evaluation precision on the PGD-AT model (PGD-20, test set)", "",
-                      f"bf16 (eval.amp) minus fp32, error points: avg rob {d['avg_rob_err']:+.2f}, worst rob "
-                      f"{d['worst_rob_err']:+.2f}, avg std {d['avg_std_err']:+.2f} (bf16 evaluation "
-                      f"{gap['bf16_seconds']:.1f} s).", ""]
+            lines += [
+                "## Evaluation precision on the PGD-AT model (PGD-20, test set)",
+                "",
+                f"bf16 (eval.amp) minus fp32, error points: avg rob {d['avg_rob_err']:+.2f}, worst rob "
+                f"{d['worst_rob_err']:+.2f}, avg std {d['avg_std_err']:+.2f} (bf16 evaluation "
+                f"{gap['bf16_seconds']:.1f} s).",
+                "",
+            ]
         settings = first["run"].get("acceleration", {})
         lines += [f"Device settings used (train.* auto): {json.dumps(settings)}", ""]
     if record.get("skipped"):
@@ -434,6 +548,7 @@ def write_outputs(record: dict[str, Any], out: Path, runs: Path, started: float)
 
 
 # ---- main ----------------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -468,13 +583,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     machine = machine_description(device)
     commit_file = REPO / ".gpu_carry" / "commit.txt"
-    machine["commit"] = (commit_file.read_text().strip().splitlines() or [None])[0] if commit_file.is_file() \
+    machine["commit"] = (
+        (commit_file.read_text().strip().splitlines() or [None])[0]
+        if commit_file.is_file()
         else machine.get("git_commit")
-    record: dict[str, Any] = {"paper": PAPER, "smoke": args.smoke, "machine": machine, "budget_s": args.budget_s,
-                              "command": "python " + " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
-                              "runs": {}, "skipped": {}, "errors": {}, "status": "running"}
-    print(f"robustfair Table 1 (reduced schedule): device {device}, budget {args.budget_s:.0f} s, runs in {runs}",
-          flush=True)
+    )
+    record: dict[str, Any] = {
+        "paper": PAPER,
+        "smoke": args.smoke,
+        "machine": machine,
+        "budget_s": args.budget_s,
+        "command": "python " + " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
+        "runs": {},
+        "skipped": {},
+        "errors": {},
+        "status": "running",
+    }
+    print(
+        f"robustfair Table 1 (reduced schedule): device {device}, budget {args.budget_s:.0f} s, runs in {runs}",
+        flush=True,
+    )
     try:
         bench = None if args.no_benchmark else run_benchmark(args, out)
         if bench is not None:
@@ -483,13 +611,22 @@ def main(argv: list[str] | None = None) -> int:
         keys = tuple(s.key for s in CORE) + (() if args.no_frl else (FRL.key,))
         step_s = measure_steps(args, device, keys)
         train_images = 50000 if not args.smoke else 60
-        est = estimates_from(step_s, bench, train_images=train_images, test_images=10000 if not args.smoke else 30,
-                             smoke=args.smoke)
+        est = estimates_from(
+            step_s, bench, train_images=train_images, test_images=10000 if not args.smoke else 30, smoke=args.smoke
+        )
         gap_s = 0.0 if args.no_precision_gap else 0.8 * est.pgd20_s
-        plan = plan_schedule(est, deadline - time.perf_counter(), precision_gap_s=gap_s,
-                             e_min=1 if args.smoke else E_MIN, e_max=1 if args.smoke else E_MAX)
-        record["plan"] = {**dataclasses.asdict(plan), "label": plan.schedule_label(),
-                          "estimates": dataclasses.asdict(est)}
+        plan = plan_schedule(
+            est,
+            deadline - time.perf_counter(),
+            precision_gap_s=gap_s,
+            e_min=1 if args.smoke else E_MIN,
+            e_max=1 if args.smoke else E_MAX,
+        )
+        record["plan"] = {
+            **dataclasses.asdict(plan),
+            "label": plan.schedule_label(),
+            "estimates": dataclasses.asdict(est),
+        }
         print(f"\nplan: {plan.schedule_label()}; AutoAttack {plan.autoattack or 'none'}; {plan.reason}", flush=True)
         write_outputs(record, out, runs, started)
 

@@ -19,8 +19,10 @@ def shared_data_dir() -> Path:
 def shared_data() -> Path:
     path = shared_data_dir()
     if not path.is_dir():
-        pytest.skip(f"real datasets not found at {path} (set ROBUSTFAIR_DATA to a folder of dataset files; "
-                    "README: Data location)")
+        pytest.skip(
+            f"real datasets not found at {path} (set ROBUSTFAIR_DATA to a folder of dataset files; "
+            "README: Data location)"
+        )
     return path
 
 

@@ -23,11 +23,27 @@ def credit_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
         purpose = str(rng.choice(["car", "furniture", "education", "business"]))
         housing = str(rng.choice(["own", "rent", "free"], p=[0.6, 0.3, 0.1]))
         foreign = "yes" if rng.random() < 0.2 else "no"
-        score = 0.04 * (age - 35) + 0.6 * (sex == "male") - 0.03 * (duration - 20) - 0.0001 * amount \
-            + 0.4 * (housing == "own") + rng.normal(0.0, 0.8)
-        rows.append({"id": str(1000 + i), "age": str(age), "sex": sex, "duration": str(duration),
-                     "amount": f"{amount:.2f}", "purpose": purpose, "housing": housing, "foreign": foreign,
-                     "credit": "good" if score > 0 else "bad"})
+        score = (
+            0.04 * (age - 35)
+            + 0.6 * (sex == "male")
+            - 0.03 * (duration - 20)
+            - 0.0001 * amount
+            + 0.4 * (housing == "own")
+            + rng.normal(0.0, 0.8)
+        )
+        rows.append(
+            {
+                "id": str(1000 + i),
+                "age": str(age),
+                "sex": sex,
+                "duration": str(duration),
+                "amount": f"{amount:.2f}",
+                "purpose": purpose,
+                "housing": housing,
+                "foreign": foreign,
+                "credit": "good" if score > 0 else "bad",
+            }
+        )
     return rows
 
 

@@ -48,8 +48,14 @@ def measure(name: str, run_root: Path) -> dict:
     def correct(key: str) -> list[int]:
         return [round(acc * n / 100) for acc, n in zip(per_class[key], counts)]
 
-    return {"preset": preset, "overrides": [*OVERRIDES, *extra], "first_epoch_loss": first["loss"],
-            "count": counts, "clean_correct": correct("clean_acc"), "robust_correct": correct("robust_acc")}
+    return {
+        "preset": preset,
+        "overrides": [*OVERRIDES, *extra],
+        "first_epoch_loss": first["loss"],
+        "count": counts,
+        "clean_correct": correct("clean_acc"),
+        "robust_correct": correct("robust_acc"),
+    }
 
 
 def main() -> int:

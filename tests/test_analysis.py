@@ -29,9 +29,16 @@ from torch import nn
 
 from robustfair.attacks import early_stopped_pgd
 from robustfair.errors import ConfigError, DataError
-from robustfair.metrics.analysis import (censored_steps, confusion_by_step, correlation, fairness_analysis,
-                                         kl_to_uniform, steps_to_flip, steps_to_flip_by_class,
-                                         target_distribution)
+from robustfair.metrics.analysis import (
+    censored_steps,
+    confusion_by_step,
+    correlation,
+    fairness_analysis,
+    kl_to_uniform,
+    steps_to_flip,
+    steps_to_flip_by_class,
+    target_distribution,
+)
 
 X0 = [(0.305, 0.1), (0.1, 0.395), (0.1, 0.1), (0.6, 0.1), (0.605, 0.1), (0.8, 0.45), (0.1, 0.85), (0.45, 0.6)]
 Y = [0, 0, 0, 0, 1, 1, 2, 2]
@@ -67,8 +74,9 @@ def closed_form_predictions(steps: int, step: float = STEP) -> np.ndarray:
 
 def test_flip_steps_of_the_linear_model_match_the_hand_computed_ones():
     x, y = data()
-    result = early_stopped_pgd(linear_model(), x, y, eps=EPS, step_size=STEP, steps=STEPS, loss="ce",
-                               start="none", mode="last_clean")
+    result = early_stopped_pgd(
+        linear_model(), x, y, eps=EPS, step_size=STEP, steps=STEPS, loss="ce", start="none", mode="last_clean"
+    )
     assert result.flip_step.tolist() == FLIPS
 
 
@@ -79,8 +87,9 @@ def test_segmented_steps_to_flip_equals_one_plain_run_and_skips_cycles():
     with torch.no_grad():
         y = model(x).argmax(1)
     y[:4] = (y[:4] + 1) % 3  # a few wrong at the start
-    plain = early_stopped_pgd(model, x, y, eps=0.05, step_size=0.004, steps=120, loss="ce", start="none",
-                              mode="last_clean")
+    plain = early_stopped_pgd(
+        model, x, y, eps=0.05, step_size=0.004, steps=120, loss="ce", start="none", mode="last_clean"
+    )
     flips, evaluations = steps_to_flip(model, x, y, eps=0.05, step_size=0.004, steps=120, segment=10)
     assert flips.tolist() == plain.flip_step.tolist()
     assert (flips == 0).sum() >= 4 and (flips < 0).any() and (flips > 0).any()
@@ -113,8 +122,18 @@ def test_steps_to_flip_statistics_per_class():
 def test_mean_steps_is_the_sum_of_per_step_accuracy():
     """BAT: the steps measure integrates the per-step robust accuracy over the steps."""
     x, y = data()
-    result = early_stopped_pgd(linear_model(), x, y, eps=EPS, step_size=STEP, steps=STEPS, loss="ce",
-                               start="none", mode="last_clean", record_predictions=True)
+    result = early_stopped_pgd(
+        linear_model(),
+        x,
+        y,
+        eps=EPS,
+        step_size=STEP,
+        steps=STEPS,
+        loss="ce",
+        start="none",
+        mode="last_clean",
+        record_predictions=True,
+    )
     confusion = confusion_by_step(result.predictions, y, num_classes=3)
     per_step_acc = np.diagonal(confusion, axis1=1, axis2=2) / confusion[0].sum(1)
     stats = steps_to_flip_by_class(result.flip_step, y, num_classes=3, steps=STEPS)
@@ -123,13 +142,23 @@ def test_mean_steps_is_the_sum_of_per_step_accuracy():
 
 def test_confusion_at_every_step_matches_the_closed_form_trajectories():
     x, y = data()
-    result = early_stopped_pgd(linear_model(), x, y, eps=EPS, step_size=STEP, steps=25, loss="ce",
-                               start="none", early_stop=False, record_predictions=True)
+    result = early_stopped_pgd(
+        linear_model(),
+        x,
+        y,
+        eps=EPS,
+        step_size=STEP,
+        steps=25,
+        loss="ce",
+        start="none",
+        early_stop=False,
+        record_predictions=True,
+    )
     expected = closed_form_predictions(25)
     assert result.predictions.numpy().tolist() == expected.tolist()
     confusion = confusion_by_step(result.predictions, y, num_classes=3)
     assert confusion.shape == (26, 3, 3)
-    assert confusion[0].tolist() == [[3, 1, 0], [0, 2, 0], [0, 0, 2]]   # clean: only D wrong
+    assert confusion[0].tolist() == [[3, 1, 0], [0, 2, 0], [0, 0, 2]]  # clean: only D wrong
     assert confusion[25].tolist() == [[1, 2, 1], [1, 0, 1], [0, 1, 1]]  # hand-computed at step 25
     assert (confusion.sum((1, 2)) == 8).all()
 
@@ -143,8 +172,9 @@ def test_target_distribution_and_kl_from_uniform():
     assert final["per_source"][1] == pytest.approx([0.5, 0.0, 0.5])
     assert final["per_source"][2] == pytest.approx([0.0, 1.0, 0.0])
     # Per source over the C - 1 = 2 other classes.
-    assert final["per_source_kl"] == pytest.approx([2 / 3 * math.log(4 / 3) + 1 / 3 * math.log(2 / 3), 0.0,
-                                                    math.log(2)])
+    assert final["per_source_kl"] == pytest.approx(
+        [2 / 3 * math.log(4 / 3) + 1 / 3 * math.log(2 / 3), 0.0, math.log(2)]
+    )
     assert final["top_target"] == [1, 0, 1]  # ties go to the lower index (class 1 splits 0 and 2)
     assert final["misclassified"] == [3, 2, 1]
     assert final["predicted"] == pytest.approx([2 / 8, 3 / 8, 3 / 8])
@@ -181,8 +211,17 @@ def test_correlation_pearson_spearman_and_undefined_cases():
 
 def test_fairness_analysis_end_to_end_on_the_linear_model():
     x, y = data()
-    record = fairness_analysis(linear_model(), [(x, y)], num_classes=3, eps=EPS, classes=["a", "b", "c"],
-                               steps=STEPS, step_size=STEP, target_steps=25, target_step_size=STEP)
+    record = fairness_analysis(
+        linear_model(),
+        [(x, y)],
+        num_classes=3,
+        eps=EPS,
+        classes=["a", "b", "c"],
+        steps=STEPS,
+        step_size=STEP,
+        target_steps=25,
+        target_step_size=STEP,
+    )
     assert record["source"]["flip_step"] == FLIPS and record["source"]["labels"] == Y
     assert record["num_samples"] == 8 and record["classes"] == ["a", "b", "c"]
     per_class = record["per_class"]
@@ -195,8 +234,12 @@ def test_fairness_analysis_end_to_end_on_the_linear_model():
     assert record["target"]["kl_by_step"][0] == pytest.approx(math.log(3))  # clean: D's one target, class 1
     expected = correlation(per_class["mean_steps"], per_class["robust_acc"])
     assert record["correlations"]["steps_vs_robust_acc"] == expected
-    assert set(record["correlations"]) == {"steps_vs_robust_acc", "flipped_steps_vs_robust_acc",
-                                           "target_kl_vs_robust_acc", "target_share_vs_robust_acc"}
+    assert set(record["correlations"]) == {
+        "steps_vs_robust_acc",
+        "flipped_steps_vs_robust_acc",
+        "target_kl_vs_robust_acc",
+        "target_share_vs_robust_acc",
+    }
     # Per-source KL (0.0566, 0, log 2) against robust accuracy (0.25, 0, 0.5): ranks agree.
     assert record["correlations"]["target_kl_vs_robust_acc"]["spearman"] == pytest.approx(1.0)
     # Early stopping: the source attack evaluated only what each sample needed.

@@ -15,8 +15,15 @@ from robustfair.commands.analyze import default_output
 from robustfair.engine.config import load_config
 from robustfair.engine.trainer import train
 
-TINY = ["train.epochs=2", "data.train_per_class=20", "data.val_per_class=4", "data.test_per_class=6",
-        "train.batch_size=50", "method.steps=3", "schedule.milestones=[2]"]
+TINY = [
+    "train.epochs=2",
+    "data.train_per_class=20",
+    "data.val_per_class=4",
+    "data.test_per_class=6",
+    "train.batch_size=50",
+    "method.steps=3",
+    "schedule.milestones=[2]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +36,13 @@ def run_dir(tmp_path_factory):
 
 def test_engine_records_the_sanity_checks(run_dir):
     sanity = json.loads((run_dir / "results.json").read_text())["sanity"]
-    assert {c["name"] for c in sanity["checks"]} == {"robust_not_above_clean", "outputs_are_logits",
-                                                    "input_gradients_nonzero", "more_steps_not_weaker",
-                                                    "large_eps_near_zero"}
+    assert {c["name"] for c in sanity["checks"]} == {
+        "robust_not_above_clean",
+        "outputs_are_logits",
+        "input_gradients_nonzero",
+        "more_steps_not_weaker",
+        "large_eps_near_zero",
+    }
     assert all(isinstance(c["passed"], bool) and c["message"] for c in sanity["checks"])
     assert sanity["num_samples"] == 60 and sanity["passed"] == all(c["passed"] for c in sanity["checks"])
 
@@ -39,7 +50,10 @@ def test_engine_records_the_sanity_checks(run_dir):
 def test_analyze_writes_analysis_json_and_prints_the_table(run_dir, capsys):
     assert main(["analyze", str(run_dir), "--steps", "40", "--target-steps", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "| class | n | mean steps | steps if flipped | never flipped % | clean acc % | robust acc % | misclassified |" in out
+    assert (
+        "| class | n | mean steps | steps if flipped | never flipped % | clean acc % | robust acc % | misclassified |"
+        in out
+    )
     assert "mean steps to misclassify" in out and f"wrote {run_dir / 'analysis.json'}" in out
     record = json.loads((run_dir / "analysis.json").read_text())
     assert record["num_samples"] == 60 and len(record["classes"]) == 10
@@ -75,7 +89,9 @@ def test_default_output_paths(tmp_path):
     best = run / "checkpoints" / "best.safetensors"
     assert default_output(run, best, "best") == run / "analysis_best.json"
     assert default_output(best, best, "last") == run / "analysis_best.json"
-    assert default_output(run / "checkpoints" / "last.safetensors", run / "checkpoints" / "last.safetensors",
-                          "last") == run / "analysis.json"
+    assert (
+        default_output(run / "checkpoints" / "last.safetensors", run / "checkpoints" / "last.safetensors", "last")
+        == run / "analysis.json"
+    )
     loose = tmp_path / "model.safetensors"
     assert default_output(loose, loose, "last") == tmp_path / "model.analysis.json"

@@ -12,14 +12,15 @@ from torch import nn
 from robustfair.attacks import MissingExtraError, autoattack
 from robustfair.errors import ConfigError
 
-needs_autoattack = pytest.mark.skipif(importlib.util.find_spec("pyautoattack") is None,
-                                      reason="pyautoattack is not installed (pip install robustfair[autoattack])")
+needs_autoattack = pytest.mark.skipif(
+    importlib.util.find_spec("pyautoattack") is None,
+    reason="pyautoattack is not installed (pip install robustfair[autoattack])",
+)
 
 
 def tiny_model_and_data() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(64, 10))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 10))
     x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         y = model.eval()(x).argmax(1)
@@ -33,8 +34,9 @@ def test_apgd_ce_quick_run():
     model.train()
     running_mean = model[1].running_mean.clone()
     rng_before = torch.random.get_rng_state()
-    x_adv, predictions, first_success, components = autoattack(model, x, y, eps=0.1, version="custom",
-                                                               attacks=["apgd-ce"], seed=0, batch_size=8)
+    x_adv, predictions, first_success, components = autoattack(
+        model, x, y, eps=0.1, version="custom", attacks=["apgd-ce"], seed=0, batch_size=8
+    )
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model[1].running_mean, running_mean)  # ran in eval mode
     assert all(p.grad is None for p in model.parameters())

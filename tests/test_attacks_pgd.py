@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from prototype_data import NUM_CLASSES, make_data, trained_mlp
 from robustfair.attacks import crafting_mode, fgsm, pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import trades_kl
-
-from prototype_data import NUM_CLASSES, make_data, trained_mlp
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +27,14 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def conv_bn_net() -> nn.Module:
     torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Flatten(), nn.Linear(64, NUM_CLASSES))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(64, NUM_CLASSES),
+    )
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -50,8 +55,17 @@ def l2(d: torch.Tensor) -> torch.Tensor:
 def test_pgd_stays_in_ball_and_box_with_float_eps(mlp, batch, norm, start):
     x, y = batch
     eps = 0.1 if norm == "linf" else 0.5
-    x_adv = pgd(mlp, x, y, eps=eps, step_size=eps / 3, steps=5, norm=norm, start=start,
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        mlp,
+        x,
+        y,
+        eps=eps,
+        step_size=eps / 3,
+        steps=5,
+        norm=norm,
+        start=start,
+        generator=torch.Generator().manual_seed(0),
+    )
     size = linf(x_adv - x) if norm == "linf" else l2(x_adv - x)
     assert (size <= eps + 1e-6).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -81,8 +95,18 @@ def test_pgd_l2_uniform_start_is_inside_ball(batch):
     x, _ = batch
     identity = nn.Sequential(nn.Flatten(), nn.Linear(48, NUM_CLASSES))
     y = torch.zeros(len(x), dtype=torch.long)
-    x_start = pgd(identity, x, y, eps=0.5, step_size=0.1, steps=0, norm="l2", start="uniform", clamp=None,
-                  generator=torch.Generator().manual_seed(0))
+    x_start = pgd(
+        identity,
+        x,
+        y,
+        eps=0.5,
+        step_size=0.1,
+        steps=0,
+        norm="l2",
+        start="uniform",
+        clamp=None,
+        generator=torch.Generator().manual_seed(0),
+    )
     radius = l2(x_start - x)
     assert (radius <= 0.5 + 1e-6).all() and (radius > 0).all()
     # Uniform in the ball's volume in 48 dimensions: radius = 0.5 * U^(1/48), mostly near 0.5.
@@ -94,8 +118,9 @@ def test_pgd20_at_least_as_strong_as_fgsm(mlp, batch):
     eps = 0.1
     clean = accuracy(mlp, x, y)
     acc_fgsm = accuracy(mlp, fgsm(mlp, x, y, eps=eps), y)
-    acc_pgd = accuracy(mlp, pgd(mlp, x, y, eps=eps, step_size=eps / 4, steps=20,
-                                generator=torch.Generator().manual_seed(0)), y)
+    acc_pgd = accuracy(
+        mlp, pgd(mlp, x, y, eps=eps, step_size=eps / 4, steps=20, generator=torch.Generator().manual_seed(0)), y
+    )
     assert clean == 1.0
     assert acc_fgsm < clean
     assert acc_pgd <= acc_fgsm
@@ -106,7 +131,7 @@ def test_fgsm_is_one_sign_step_of_eps(mlp, batch):
     x = x.clamp(0.2, 0.8)  # away from the box so no coordinate is clipped
     x_adv = fgsm(mlp, x, y, eps=0.05)
     xg = x.clone().requires_grad_(True)
-    grad, = torch.autograd.grad(nn.functional.cross_entropy(mlp(xg), y, reduction="sum"), xg)
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(mlp(xg), y, reduction="sum"), xg)
     assert torch.allclose(x_adv, x + 0.05 * grad.sign(), atol=1e-7)
     x_l2 = fgsm(mlp, x, y, eps=0.5, norm="l2")
     assert torch.allclose(l2(x_l2 - x), torch.full((len(x),), 0.5), atol=1e-5)
@@ -121,8 +146,7 @@ def test_huge_eps_drives_accuracy_to_zero(mlp, batch):
 def test_more_steps_with_restarts_never_weaker(mlp, batch):
     x, y = batch
     single = pgd(mlp, x, y, eps=0.08, step_size=0.02, steps=10, generator=torch.Generator().manual_seed(5))
-    multi = pgd(mlp, x, y, eps=0.08, step_size=0.02, steps=10, restarts=4,
-                generator=torch.Generator().manual_seed(5))
+    multi = pgd(mlp, x, y, eps=0.08, step_size=0.02, steps=10, restarts=4, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         fooled_single = mlp(single).argmax(1) != y
         fooled_multi = mlp(multi).argmax(1) != y
@@ -154,8 +178,17 @@ def test_generator_makes_pgd_deterministic(mlp, batch):
 def test_targeted_pgd_raises_target_probability(mlp, batch):
     x, y = batch
     target = (y + 2) % NUM_CLASSES
-    x_adv = pgd(mlp, x, y, eps=0.1, step_size=0.02, steps=10, targeted=True, target=target,
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        mlp,
+        x,
+        y,
+        eps=0.1,
+        step_size=0.02,
+        steps=10,
+        targeted=True,
+        target=target,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         before = mlp(x).softmax(1).gather(1, target[:, None]).squeeze(1)
         after = mlp(x_adv).softmax(1).gather(1, target[:, None]).squeeze(1)
@@ -184,8 +217,7 @@ def test_kl_loss_with_normal_start_moves_the_point_and_increases_kl(mlp, batch):
 
 def test_margin_and_callable_losses(mlp, batch):
     x, y = batch
-    x_cw = pgd(mlp, x, y, eps=0.1, step_size=0.02, steps=10, loss="margin",
-               generator=torch.Generator().manual_seed(0))
+    x_cw = pgd(mlp, x, y, eps=0.1, step_size=0.02, steps=10, loss="margin", generator=torch.Generator().manual_seed(0))
     assert accuracy(mlp, x_cw, y) < accuracy(mlp, x, y)
 
     seen = {}
@@ -286,22 +318,25 @@ def test_tabular_inputs_without_clamp():
     assert clamped.min() >= 0 and clamped.max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(eps=-0.1), "eps"),
-    (dict(eps=math.nan), "eps"),
-    (dict(eps=torch.ones(3)), "eps"),
-    (dict(step_size=-1.0), "step_size"),
-    (dict(steps=2.5), "steps"),
-    (dict(norm="l1"), "norm"),
-    (dict(loss="hinge"), "loss"),
-    (dict(start="gauss"), "start"),
-    (dict(restarts=0), "restarts"),
-    (dict(restarts=2, start="none"), "restarts"),
-    (dict(clamp=(1.0, 0.0)), "clamp"),
-    (dict(bn_mode="frozen"), "bn_mode"),
-    (dict(targeted=True), "target"),
-    (dict(targeted=True, target=torch.zeros(40, dtype=torch.long), loss="kl"), "loss"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(eps=-0.1), "eps"),
+        (dict(eps=math.nan), "eps"),
+        (dict(eps=torch.ones(3)), "eps"),
+        (dict(step_size=-1.0), "step_size"),
+        (dict(steps=2.5), "steps"),
+        (dict(norm="l1"), "norm"),
+        (dict(loss="hinge"), "loss"),
+        (dict(start="gauss"), "start"),
+        (dict(restarts=0), "restarts"),
+        (dict(restarts=2, start="none"), "restarts"),
+        (dict(clamp=(1.0, 0.0)), "clamp"),
+        (dict(bn_mode="frozen"), "bn_mode"),
+        (dict(targeted=True), "target"),
+        (dict(targeted=True, target=torch.zeros(40, dtype=torch.long), loss="kl"), "loss"),
+    ],
+)
 def test_pgd_rejects_bad_arguments_naming_the_field(mlp, batch, kwargs, field):
     x, y = batch
     options = dict(eps=0.1, step_size=0.01, steps=2)

@@ -27,9 +27,18 @@ def tiny_model_and_data() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 def test_expected_presets_and_their_defaults():
     assert {"fgsm", "pgd10", "pgd20", "pgd20_trades", "pgd100", "cw20", "pgd20_l2", "autoattack"} <= set(ATTACKS)
     spec = make_attack("pgd20").spec
-    assert spec == {"name": "pgd20", "eps": 8 / 255, "norm": "linf", "step_size": 2 / 255, "steps": 20,
-                    "loss": "ce", "restarts": 1, "start": "uniform", "seed": None,
-                    "implementation": "robustfair 0.1.0"}
+    assert spec == {
+        "name": "pgd20",
+        "eps": 8 / 255,
+        "norm": "linf",
+        "step_size": 2 / 255,
+        "steps": 20,
+        "loss": "ce",
+        "restarts": 1,
+        "start": "uniform",
+        "seed": None,
+        "implementation": "robustfair 0.1.0",
+    }
     assert make_attack("pgd10").spec["steps"] == 10
     assert make_attack("pgd100").spec["steps"] == 100
     assert make_attack("pgd20_trades").spec["step_size"] == 0.003
@@ -65,23 +74,26 @@ def test_unknown_name_lists_valid_names():
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("name, overrides, field", [
-    ("pgd20", dict(eps=-1.0), "eps"),
-    ("pgd20", dict(step_size=0.0), "step_size"),
-    ("pgd20", dict(steps=0), "steps"),
-    ("pgd20", dict(steps="10"), "steps"),
-    ("pgd20", dict(restarts=0), "restarts"),
-    ("pgd20", dict(norm="l3"), "norm"),
-    ("pgd20", dict(loss="hinge"), "loss"),
-    ("pgd20", dict(start="gauss"), "start"),
-    ("pgd20", dict(clamp=(0.0,)), "clamp"),
-    ("pgd20", dict(bn_mode="frozen"), "bn_mode"),
-    ("pgd20", dict(version="plus"), "version"),
-    ("fgsm", dict(steps=3), "steps"),
-    ("autoattack", dict(version="fast"), "version"),
-    ("autoattack", dict(attacks=["apgd-xx"]), "attacks"),
-    ("autoattack", dict(step_size=0.1), "step_size"),
-])
+@pytest.mark.parametrize(
+    "name, overrides, field",
+    [
+        ("pgd20", dict(eps=-1.0), "eps"),
+        ("pgd20", dict(step_size=0.0), "step_size"),
+        ("pgd20", dict(steps=0), "steps"),
+        ("pgd20", dict(steps="10"), "steps"),
+        ("pgd20", dict(restarts=0), "restarts"),
+        ("pgd20", dict(norm="l3"), "norm"),
+        ("pgd20", dict(loss="hinge"), "loss"),
+        ("pgd20", dict(start="gauss"), "start"),
+        ("pgd20", dict(clamp=(0.0,)), "clamp"),
+        ("pgd20", dict(bn_mode="frozen"), "bn_mode"),
+        ("pgd20", dict(version="plus"), "version"),
+        ("fgsm", dict(steps=3), "steps"),
+        ("autoattack", dict(version="fast"), "version"),
+        ("autoattack", dict(attacks=["apgd-xx"]), "attacks"),
+        ("autoattack", dict(step_size=0.1), "step_size"),
+    ],
+)
 def test_invalid_overrides_name_the_field(name, overrides, field):
     with pytest.raises(ConfigError, match=field) as err:
         make_attack(name, **overrides)

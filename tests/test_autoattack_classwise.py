@@ -12,8 +12,10 @@ from torch import nn
 
 from robustfair.metrics import evaluate_classwise
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyautoattack") is None,
-                                reason="pyautoattack is not installed (pip install robustfair[autoattack])")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("pyautoattack") is None,
+    reason="pyautoattack is not installed (pip install robustfair[autoattack])",
+)
 
 EPS = 0.05
 COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
@@ -64,8 +66,7 @@ def own_autoattack(model, x, y, attacks):
 def result_and_data():
     torch.set_num_threads(1)
     model, x, y = model_and_data()
-    result = evaluate_classwise(model, [(x, y)], attack="autoattack", eps=EPS, num_classes=4, device="cpu",
-                                seed=0)
+    result = evaluate_classwise(model, [(x, y)], attack="autoattack", eps=EPS, num_classes=4, device="cpu", seed=0)
     return result, model, x, y
 
 
@@ -101,8 +102,9 @@ def test_the_table_agrees_with_autoattacks_own_runs(result_and_data):
     assert np.array_equal(np.bincount(y.numpy()[robust], minlength=4), table["robust"])
     with torch.no_grad():
         adversarial = model(x_adv).argmax(1)
-    assert np.array_equal(np.bincount(y.numpy() * 4 + adversarial.numpy(), minlength=16).reshape(4, 4),
-                          result.adversarial_confusion)
+    assert np.array_equal(
+        np.bincount(y.numpy() * 4 + adversarial.numpy(), minlength=16).reshape(4, 4), result.adversarial_confusion
+    )
     for k in (1, 2):
         _, y_prefix = own_autoattack(model, x, y, COMPONENTS[:k])
         still = (y_prefix == y).numpy()

@@ -69,7 +69,7 @@ def reference_pgd_ce(model, x, y, eps, step, steps, seed):
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         loss = nn.functional.cross_entropy(model(x_adv), y, reduction="sum")
-        grad, = torch.autograd.grad(loss, x_adv)
+        (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach() + step * grad.sign()
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
     model.train()
@@ -92,13 +92,13 @@ def reference_trades(model, x, y, eps, step, steps, beta, seed):
     model.eval()
     with torch.no_grad():
         p_clean = torch.softmax(model(x), dim=1)
-    x_adv = (x + 0.001 * torch.randn(x.shape))
+    x_adv = x + 0.001 * torch.randn(x.shape)
     x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         log_q = torch.log_softmax(model(x_adv), dim=1)
         kl = (p_clean * (p_clean.log() - log_q)).sum()
-        grad, = torch.autograd.grad(kl, x_adv)
+        (grad,) = torch.autograd.grad(kl, x_adv)
         x_adv = x_adv.detach() + step * grad.sign()
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
     model.train()

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---- loss terms by hand ------------------------------------------------------------------------
 
+
 def softmax(row):
     exps = [math.exp(v) for v in row]
     total = sum(exps)
@@ -65,8 +66,13 @@ def by_hand(source, target, direction, beta, alpha):
             ce, kl_term = -math.log(p_lc[y]), kl(p_clean, p_fa)
         else:
             ce, kl_term = -math.log(p_clean[y]), kl(p_clean, p_adv)
-        uniform_inputs = {"none": [], "last_clean": [p_lc], "first_adv": [p_fa],
-                          "fixed_step": [p_adv], "both": [p_lc, p_fa]}[target]
+        uniform_inputs = {
+            "none": [],
+            "last_clean": [p_lc],
+            "first_adv": [p_fa],
+            "fixed_step": [p_adv],
+            "both": [p_lc, p_fa],
+        }[target]
         uniform = sum(uniform_fn(p) for p in uniform_inputs)
         rows.append({"ce": ce, "kl": kl_term, "uniform": uniform, "total": ce + beta * kl_term + alpha * uniform})
     return rows
@@ -83,16 +89,31 @@ def test_one_term_pinned_to_a_literal():
     assert float(terms["uniform"][0]) == pytest.approx(math.log(3) - entropy + uniform_code(softmax(FA[0])), abs=1e-6)
 
 
-
 @pytest.mark.parametrize("direction", ["code", "paper"])
-@pytest.mark.parametrize("source,target", [
-    ("boundary", "none"), ("boundary", "last_clean"), ("boundary", "first_adv"),
-    ("boundary", "fixed_step"), ("boundary", "both"), ("fixed_step", "both"),
-])
+@pytest.mark.parametrize(
+    "source,target",
+    [
+        ("boundary", "none"),
+        ("boundary", "last_clean"),
+        ("boundary", "first_adv"),
+        ("boundary", "fixed_step"),
+        ("boundary", "both"),
+        ("fixed_step", "both"),
+    ],
+)
 def test_loss_terms_match_hand_computation(source, target, direction):
-    terms = bat_loss_terms(torch.tensor(CLEAN), torch.tensor(LC), torch.tensor(FA), torch.tensor(Y),
-                           beta=6.0, alpha=1.5, direction=direction, source=source, target=target,
-                           logits_adv=torch.tensor(ADV))
+    terms = bat_loss_terms(
+        torch.tensor(CLEAN),
+        torch.tensor(LC),
+        torch.tensor(FA),
+        torch.tensor(Y),
+        beta=6.0,
+        alpha=1.5,
+        direction=direction,
+        source=source,
+        target=target,
+        logits_adv=torch.tensor(ADV),
+    )
     expected = by_hand(source, target, direction, beta=6.0, alpha=1.5)
     for key in ("ce", "kl", "uniform", "total"):
         assert terms[key].shape == (2,)
@@ -102,8 +123,7 @@ def test_loss_terms_match_hand_computation(source, target, direction):
 
 def test_code_and_paper_directions_differ():
     code = bat_loss_terms(torch.tensor(CLEAN), torch.tensor(LC), torch.tensor(FA), torch.tensor(Y))
-    paper = bat_loss_terms(torch.tensor(CLEAN), torch.tensor(LC), torch.tensor(FA), torch.tensor(Y),
-                           direction="paper")
+    paper = bat_loss_terms(torch.tensor(CLEAN), torch.tensor(LC), torch.tensor(FA), torch.tensor(Y), direction="paper")
     assert not torch.allclose(code["uniform"], paper["uniform"])
 
 
@@ -124,6 +144,7 @@ def test_missing_inputs_and_bad_choices_are_clear_errors():
 
 
 # ---- boundary examples against the official semantics, one sample at a time ---------------------
+
 
 def tiny_problem():
     """A fixed MLP on [64, 3, 4, 4] inputs whose flip steps spread over 0..10 and never.
@@ -159,9 +180,9 @@ def reference_last_clean(model, x, y, start):
     """`stop_to_lastclean`, one sample at a time: (x_lc, flip step in 0..K-1 or -1)."""
     points, flips = [], []
     for i in range(x.shape[0]):
-        xi, yi = x[i:i + 1], int(y[i])
+        xi, yi = x[i : i + 1], int(y[i])
         clean_prob = F.softmax(model(xi), dim=1).detach()
-        it = start[i:i + 1]
+        it = start[i : i + 1]
         previous = it  # the code's tmp_adv: the start point before any step
         result, flip = None, -1
         for k in range(STEPS):
@@ -179,9 +200,9 @@ def reference_first_adv(model, x, y, start, tau=1):
     """`stop_to_firstadv` with counter tau, one sample at a time."""
     points = []
     for i in range(x.shape[0]):
-        xi, yi = x[i:i + 1], int(y[i])
+        xi, yi = x[i : i + 1], int(y[i])
         clean_prob = F.softmax(model(xi), dim=1).detach()
-        it, control, result = start[i:i + 1], tau, None
+        it, control, result = start[i : i + 1], tau, None
         for _ in range(STEPS):
             if int(model(it).argmax(1)) != yi:
                 if control == 0:
@@ -285,16 +306,28 @@ def test_independent_noise_shared_is_as_close_as_two_official_runs():
 
 # ---- the method ----------------------------------------------------------------------------------
 
+
 def method(**fields):
     return BAT(build(BAT.Config, fields), num_classes=4)
 
 
 def test_defaults_follow_the_official_code():
     c = BAT.Config()
-    assert (c.eps, c.step_size, c.steps, c.beta, c.alpha, c.tau, c.start_scale) == \
-        (0.031, 0.007, 10, 6.0, 1.0, 1, 0.001)
-    assert (c.uniform_direction, c.source_term, c.target_term, c.shared_trajectory) == \
-        ("code", "boundary", "both", False)
+    assert (c.eps, c.step_size, c.steps, c.beta, c.alpha, c.tau, c.start_scale) == (
+        0.031,
+        0.007,
+        10,
+        6.0,
+        1.0,
+        1,
+        0.001,
+    )
+    assert (c.uniform_direction, c.source_term, c.target_term, c.shared_trajectory) == (
+        "code",
+        "boundary",
+        "both",
+        False,
+    )
     assert BAT.name == "bat" and not BAT.hot_start
     with pytest.raises(ConfigError, match="target_term"):
         build(BAT.Config, {"target_term": "all"})

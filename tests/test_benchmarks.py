@@ -49,8 +49,14 @@ def test_both_clocks_are_recorded_and_cpu_time_is_judged_on_a_cpu():
 def _run(script: str, *args: str, tmp_path: Path) -> tuple[str, dict]:
     path = tmp_path / f"{script}.json"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args, "--json", str(path)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args, "--json", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout, json.loads(path.read_text())
 
@@ -64,8 +70,12 @@ def test_gpu_benchmarks_skip_without_cuda(script, tmp_path):
 
 def test_gpu_throughput_smoke_prints_every_target(tmp_path):
     stdout, record = _run("gpu_throughput", "--smoke", "--sections", "train,bat,eval", tmp_path=tmp_path)
-    for line in ("images/s >= 5000", "images/s ratio >= 10", "BAT step / PGD-AT step (robustfair defaults) <= 1.6",
-                 "PGD-20 class-wise evaluation of 10,000 images"):
+    for line in (
+        "images/s >= 5000",
+        "images/s ratio >= 10",
+        "BAT step / PGD-AT step (robustfair defaults) <= 1.6",
+        "PGD-20 class-wise evaluation of 10,000 images",
+    ):
         assert f"{line}" in stdout
     assert "not judged" in stdout and "PASS" not in stdout and "FAIL" not in stdout
     targets = record["targets"]

@@ -12,16 +12,22 @@ def test_round_trip_nested_state(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3,
-             "method": {"l0": torch.tensor([0.1, 0.2]), "a1": 0.05, "names": ["a", "b"], "none": None},
-             "rng": {"torch": torch.get_rng_state()}}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": 3,
+        "method": {"l0": torch.tensor([0.1, 0.2]), "a1": 0.05, "names": ["a", "b"], "none": None},
+        "rng": {"torch": torch.get_rng_state()},
+    }
     path = save_checkpoint(tmp_path / "last.safetensors", state)
     loaded = load_checkpoint(path)
     assert loaded["epoch"] == 3 and loaded["method"]["a1"] == 0.05 and loaded["method"]["names"] == ["a", "b"]
     assert torch.equal(loaded["model"]["weight"], model.weight.detach())
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt2.load_state_dict(loaded["optimizer"])  # integer param ids survive the round trip
-    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"]
+    )
     assert torch.equal(loaded["rng"]["torch"], state["rng"]["torch"])
 
 

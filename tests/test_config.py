@@ -1,8 +1,7 @@
 import pytest
 
-from robustfair.engine.config import config_to_dict, list_presets, load_config, parse_config
+from robustfair.engine.config import ScheduleConfig, config_to_dict, list_presets, load_config, parse_config
 from robustfair.engine.schedules import lr_at_epoch
-from robustfair.engine.config import ScheduleConfig
 from robustfair.errors import ConfigError, UnknownNameError
 
 
@@ -16,18 +15,21 @@ def test_preset_loads_with_extends_and_overrides():
     assert resolved["method"]["name"] == "trades" and resolved["method"]["steps"] == 10
 
 
-@pytest.mark.parametrize("override, fragment", [
-    (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
-    (["train.epochs=abc"], "train.epochs: expected an integer"),
-    (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
-    (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs? valid fields of train:"),
-    (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
-    (["method.bogus=1"], "method (trades).bogus: unknown field"),
-    (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
-    (["schedule.milestones=[90, 75]"], "must be increasing"),
-    (["optim.lr=.nan"], "not a finite number"),
-    (["noequals"], "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
+        (["train.epochs=abc"], "train.epochs: expected an integer"),
+        (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
+        (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs? valid fields of train:"),
+        (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
+        (["method.bogus=1"], "method (trades).bogus: unknown field"),
+        (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
+        (["schedule.milestones=[90, 75]"], "must be increasing"),
+        (["optim.lr=.nan"], "not a finite number"),
+        (["noequals"], "expected key=value"),
+    ],
+)
 def test_invalid_values_name_the_field(override, fragment):
     with pytest.raises(ConfigError) as err:
         load_config("digits_trades", override)
@@ -52,20 +54,28 @@ def test_unknown_preset_suggests_the_closest_and_says_where_the_list_is():
     assert message.startswith("unknown preset 'digts_bat' (and no such file); did you mean digits_bat, ")
     assert message.endswith(f"({len(list_presets())} presets: robustfair list presets)")
     assert message.count(",") < 10  # never every preset on one line
-    with pytest.raises(ConfigError, match=r"'no_such_preset' \(and no such file\); none is close \(\d+ presets: "
-                                          r"robustfair list presets\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'no_such_preset' \(and no such file\); none is close \(\d+ presets: "
+        r"robustfair list presets\)$",
+    ):
         load_config("no_such_preset")
 
 
 def test_trades_schedule_matches_official_epoch_numbering():
     # TRADES code: for epoch in 1..N: lr *= 0.1 if epoch >= 75, 0.01 if >= 90, 0.001 if >= 100.
     schedule = ScheduleConfig(name="piecewise", milestones=(75, 90, 100), factors=(0.1, 0.01, 0.001))
+
     def official(epoch_1based):
         lr = 0.1
-        if epoch_1based >= 75: lr = 0.1 * 0.1
-        if epoch_1based >= 90: lr = 0.1 * 0.01
-        if epoch_1based >= 100: lr = 0.1 * 0.001
+        if epoch_1based >= 75:
+            lr = 0.1 * 0.1
+        if epoch_1based >= 90:
+            lr = 0.1 * 0.01
+        if epoch_1based >= 100:
+            lr = 0.1 * 0.001
         return lr
+
     for index in range(110):
         assert lr_at_epoch(schedule, 0.1, index, 110) == pytest.approx(official(index + 1))
     multistep = ScheduleConfig(name="multistep", milestones=(75, 90, 100), gamma=0.1)

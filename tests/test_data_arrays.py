@@ -14,8 +14,16 @@ from robustfair.cli import main
 from robustfair.data import load_dataset
 from robustfair.errors import ConfigError, DataError
 
-TINY = ["train.epochs=2", "data.train_per_class=6", "data.val_per_class=2", "data.test_per_class=3",
-        "train.batch_size=30", "method.steps=2", "eval.sanity_checks=false", "model.name=mlp"]
+TINY = [
+    "train.epochs=2",
+    "data.train_per_class=6",
+    "data.val_per_class=2",
+    "data.test_per_class=3",
+    "train.batch_size=30",
+    "method.steps=2",
+    "eval.sanity_checks=false",
+    "model.name=mlp",
+]
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -42,8 +50,9 @@ def test_an_array_dataset_trains_and_evaluates(tmp_path, digits):
     np.savez(data / "train.npz", x=nhwc_uint8(digits.train.x), y=digits.train.y, classes=np.array(NAMES))
     np.savez(data / "test.npz", x=nhwc_uint8(digits.test.x), y=digits.test.y)
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "digits_pgd_at", "data.name=arrays", f"data.root={data}", *TINY,
-                            "--run-dir", run, "--quiet"])
+    code, _, err = run_cli(
+        ["train", "digits_pgd_at", "data.name=arrays", f"data.root={data}", *TINY, "--run-dir", run, "--quiet"]
+    )
     assert code == 0, err
     results = json.loads((run / "results.json").read_text())
     assert results["classes"] == NAMES and results["per_class"]["count"] == [3] * 10  # balanced test subset
@@ -72,8 +81,9 @@ def test_layouts_and_files(tmp_path, digits):
     np.testing.assert_array_equal(grey.x, uint8_splits.train.x)
     explicit = load_dataset("arrays", root=tmp_path, train="nchw_uint8.npz", test="nchw_uint8.npz", layout="nchw")
     np.testing.assert_array_equal(explicit.train.x, uint8_splits.train.x)
-    features = load_dataset("arrays", root=tmp_path, train="x.npy", train_labels="y.npy", test_size=0.2, seed=1,
-                            classes=NAMES)
+    features = load_dataset(
+        "arrays", root=tmp_path, train="x.npy", train_labels="y.npy", test_size=0.2, seed=1, classes=NAMES
+    )
     assert features.train.x.shape == (80, 64) and len(features.test) == 20
     assert features.train.y.dtype == np.int64 and features.classes == NAMES
     assert float_splits.classes == [str(k) for k in range(10)]
@@ -93,7 +103,11 @@ def test_bad_arrays_are_one_line_errors(tmp_path, digits):
         (dict(train="objects.npy", train_labels="objects.npy"), DataError, r"holds Python objects \(a pickle\)"),
         (dict(train="objclasses.npz"), DataError, r"holds Python objects \(a pickle\)"),
         (dict(train="scaled.npz"), DataError, r"floats in \[0, 255\]; inputs must lie in \[0, 1\] \(divide by 255"),
-        (dict(train="nchw.npz"), DataError, "looks NCHW, but uint8 images are read as NHWC; set data.options.layout=nchw"),
+        (
+            dict(train="nchw.npz"),
+            DataError,
+            "looks NCHW, but uint8 images are read as NHWC; set data.options.layout=nchw",
+        ),
         (dict(train="keys.npz"), DataError, "has no array 'x'; it holds: images, labels"),
         (dict(train="floaty.npz"), DataError, "labels of dtype float32"),
         (dict(train="nope.npz"), DataError, "train file .* not found"),
@@ -108,8 +122,16 @@ def test_bad_arrays_are_one_line_errors(tmp_path, digits):
         assert "\n" not in str(err.value)
     keyed = load_dataset("arrays", root=tmp_path, train="keys.npz", test="keys.npz", x_key="images", y_key="labels")
     assert len(keyed.train) == 20
-    code, _, err = run_cli(["train", "digits_erm", "data.name=arrays", f"data.root={tmp_path}",
-                            "data.options.train=objects.npy", "data.options.train_labels=objects.npy"])
+    code, _, err = run_cli(
+        [
+            "train",
+            "digits_erm",
+            "data.name=arrays",
+            f"data.root={tmp_path}",
+            "data.options.train=objects.npy",
+            "data.options.train_labels=objects.npy",
+        ]
+    )
     assert code == 2 and err.count("\n") == 1 and "never loads" in err
 
 
@@ -123,10 +145,25 @@ def test_image_folder_with_validation_split_and_balanced_test_subset(tmp_path, d
             for i, image in enumerate(nhwc_uint8(ds.x[ds.y == c][:per_class])):
                 Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "digits_pgd_at", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
-                            "data.options.channels=1", "data.options.cache=false", "data.val_per_class=2",
-                            "data.test_per_class=3", "train.epochs=1", "method.steps=2", "eval.sanity_checks=false",
-                            "model.name=mlp", "--run-dir", run, "--quiet"])
+    code, _, err = run_cli(
+        [
+            "train",
+            "digits_pgd_at",
+            "data.name=imagefolder",
+            f"data.root={tmp_path / 'images'}",
+            "data.options.channels=1",
+            "data.options.cache=false",
+            "data.val_per_class=2",
+            "data.test_per_class=3",
+            "train.epochs=1",
+            "method.steps=2",
+            "eval.sanity_checks=false",
+            "model.name=mlp",
+            "--run-dir",
+            run,
+            "--quiet",
+        ]
+    )
     assert code == 0, err
     results = json.loads((run / "results.json").read_text())
     assert results["classes"] == sorted(NAMES[:3])  # label order: the sorted folder names

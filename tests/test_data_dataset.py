@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from robustfair.data import (DATASETS, ArrayDataset, class_balanced_subset, load_dataset, reader_options,
-                             split_validation, stratified_split, validate_dataset)
+from robustfair.data import (
+    DATASETS,
+    ArrayDataset,
+    class_balanced_subset,
+    load_dataset,
+    reader_options,
+    split_validation,
+    stratified_split,
+    validate_dataset,
+)
 from robustfair.data.readers.gaussian import gaussian_means
 from robustfair.data.splits import stratified_counts
 from robustfair.errors import ConfigError, DataError, UnknownNameError
@@ -17,8 +25,9 @@ def _images(labels, classes=("a", "b", "c")):
 
 
 def test_array_dataset_basics():
-    ds = ArrayDataset(np.array([[[[0, 51]]], [[[255, 102]]]], dtype=np.uint8), np.array([1, 0], dtype=np.int32),
-                      ["x", "y"], name="t")
+    ds = ArrayDataset(
+        np.array([[[[0, 51]]], [[[255, 102]]]], dtype=np.uint8), np.array([1, 0], dtype=np.int32), ["x", "y"], name="t"
+    )
     assert len(ds) == 2 and ds.num_classes == 2 and ds.y.dtype == np.int64 and ds.is_image
     f = ds.as_float()
     assert f.dtype == np.float32
@@ -36,17 +45,20 @@ def test_validate_accepts_good_data():
     validate_dataset(ArrayDataset(np.array([[0.0, 1.0], [0.5, 0.25]], dtype=np.float32), [0, 1], ["a", "b"]))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: ArrayDataset(np.array([[0.0], [1.5]], dtype=np.float32), [0, 1], ["a", "b"]), r"\[0, 1\].*1\.5"),
-    (lambda: ArrayDataset(np.array([[-0.1], [0.5]], dtype=np.float32), [0, 1], ["a", "b"]), r"-0\.1"),
-    (lambda: ArrayDataset(np.array([[0.5], [np.nan]], dtype=np.float32), [0, 1], ["a", "b"]), "NaN.*sample 1"),
-    (lambda: _images([0, 1, 3]), r"out of range \[0, 3\).*\[3\]"),
-    (lambda: _images([0, -1, 2]), r"out of range"),
-    (lambda: _images([0, 0, 2]), r"no samples: \['b'\]"),
-    (lambda: ArrayDataset(np.zeros((3, 1, 2, 2), np.uint8), np.array([0, 1]), ["a", "b"]), "mismatched lengths"),
-    (lambda: ArrayDataset(np.zeros((2, 1, 2, 2), np.uint8), np.array([0, 1]), ["a", "a"]), "duplicate"),
-    (lambda: ArrayDataset(np.zeros((2, 2), np.int32), np.array([0, 1]), ["a", "b"]), "dtype int32"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ArrayDataset(np.array([[0.0], [1.5]], dtype=np.float32), [0, 1], ["a", "b"]), r"\[0, 1\].*1\.5"),
+        (lambda: ArrayDataset(np.array([[-0.1], [0.5]], dtype=np.float32), [0, 1], ["a", "b"]), r"-0\.1"),
+        (lambda: ArrayDataset(np.array([[0.5], [np.nan]], dtype=np.float32), [0, 1], ["a", "b"]), "NaN.*sample 1"),
+        (lambda: _images([0, 1, 3]), r"out of range \[0, 3\).*\[3\]"),
+        (lambda: _images([0, -1, 2]), r"out of range"),
+        (lambda: _images([0, 0, 2]), r"no samples: \['b'\]"),
+        (lambda: ArrayDataset(np.zeros((3, 1, 2, 2), np.uint8), np.array([0, 1]), ["a", "b"]), "mismatched lengths"),
+        (lambda: ArrayDataset(np.zeros((2, 1, 2, 2), np.uint8), np.array([0, 1]), ["a", "a"]), "duplicate"),
+        (lambda: ArrayDataset(np.zeros((2, 2), np.int32), np.array([0, 1]), ["a", "b"]), "dtype int32"),
+    ],
+)
 def test_validate_rejects(make, message):
     with pytest.raises(DataError, match=message):
         validate_dataset(make())
@@ -110,8 +122,19 @@ def test_stratified_split_is_disjoint_and_seeded():
 
 
 def test_registry_and_option_errors():
-    assert set(DATASETS) == {"digits", "gaussian", "mnist", "mnist_test_split", "cifar10", "cifar100",
-                             "cifar10_jpeg", "svhn", "imagenette", "imagefolder", "arrays"}
+    assert set(DATASETS) == {
+        "digits",
+        "gaussian",
+        "mnist",
+        "mnist_test_split",
+        "cifar10",
+        "cifar100",
+        "cifar10_jpeg",
+        "svhn",
+        "imagenette",
+        "imagefolder",
+        "arrays",
+    }
     with pytest.raises(UnknownNameError, match="cifar10, cifar100"):
         load_dataset("cifar11")
     with pytest.raises(ConfigError, match="unknown option 'bogus'.*test_size, seed"):
@@ -126,8 +149,12 @@ def test_digits_split():
     assert tr.x.shape == (1347, 1, 8, 8) and tr.x.dtype == np.float32
     assert tr.x.min() == 0.0 and tr.x.max() == 1.0
     # sklearn's per-class totals 178 182 177 183 181 182 181 179 174 180, 25% test by largest remainder
-    np.testing.assert_array_equal(te.class_counts() + tr.class_counts(), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
-    np.testing.assert_array_equal(te.class_counts(), stratified_counts(np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180]), 450))
+    np.testing.assert_array_equal(
+        te.class_counts() + tr.class_counts(), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    )
+    np.testing.assert_array_equal(
+        te.class_counts(), stratified_counts(np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180]), 450)
+    )
     again = load_dataset("digits")
     np.testing.assert_array_equal(te.x, again.test.x)
     # values are k/16
@@ -135,8 +162,17 @@ def test_digits_split():
 
 
 def test_gaussian_mixture_definition():
-    splits = load_dataset("gaussian", num_classes=2, dim=4, n_per_class=4000, n_test_per_class=10,
-                          std=0.5, std_ratio=3.0, separation=1.0, seed=3)
+    splits = load_dataset(
+        "gaussian",
+        num_classes=2,
+        dim=4,
+        n_per_class=4000,
+        n_test_per_class=10,
+        std=0.5,
+        std_ratio=3.0,
+        separation=1.0,
+        seed=3,
+    )
     tr = splits.train
     assert tr.x.shape == (8000, 4) and tr.x.dtype == np.float32 and tr.y.tolist()[:1] == [0]
     np.testing.assert_array_equal(tr.class_counts(), [4000, 4000])
@@ -148,8 +184,17 @@ def test_gaussian_mixture_definition():
         part = feats[tr.y == k]
         assert part.mean() == pytest.approx(mean, abs=0.05)
         assert part.std() == pytest.approx(std, rel=0.05)
-    same = load_dataset("gaussian", num_classes=2, dim=4, n_per_class=4000, n_test_per_class=10,
-                        std=0.5, std_ratio=3.0, separation=1.0, seed=3)
+    same = load_dataset(
+        "gaussian",
+        num_classes=2,
+        dim=4,
+        n_per_class=4000,
+        n_test_per_class=10,
+        std=0.5,
+        std_ratio=3.0,
+        separation=1.0,
+        seed=3,
+    )
     np.testing.assert_array_equal(tr.x, same.train.x)
 
 

@@ -72,13 +72,21 @@ class _Response(io.BytesIO):
 def test_partial_download_never_becomes_the_file(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(DataError, match="connection reset"):
-        download_file("https://example.invalid/d.bin", out / "d.bin", md5=MD5,
-                      opener=lambda url: _Response(PAYLOAD, fail_after=5000))
+        download_file(
+            "https://example.invalid/d.bin",
+            out / "d.bin",
+            md5=MD5,
+            opener=lambda url: _Response(PAYLOAD, fail_after=5000),
+        )
     assert leftovers(out) == []
     # a server that closes early without an error is caught by Content-Length
     with pytest.raises(DataError, match="cut off after 5000 of 1024000 bytes"):
-        download_file("https://example.invalid/d.bin", out / "d.bin", md5=MD5,
-                      opener=lambda url: _Response(PAYLOAD[:5000], headers={"Content-Length": str(len(PAYLOAD))}))
+        download_file(
+            "https://example.invalid/d.bin",
+            out / "d.bin",
+            md5=MD5,
+            opener=lambda url: _Response(PAYLOAD[:5000], headers={"Content-Length": str(len(PAYLOAD))}),
+        )
     assert leftovers(out) == []
 
 
@@ -91,8 +99,9 @@ def test_mirror_fallback_and_existing_corrupt_file(tmp_path):
             raise OSError("503 service unavailable")
         return _Response(PAYLOAD)
 
-    dest = download_file(["https://bad.invalid/d", "https://good.invalid/d"], tmp_path / "d.bin", md5=MD5,
-                         opener=opener)
+    dest = download_file(
+        ["https://bad.invalid/d", "https://good.invalid/d"], tmp_path / "d.bin", md5=MD5, opener=opener
+    )
     assert calls == ["https://bad.invalid/d", "https://good.invalid/d"] and dest.read_bytes() == PAYLOAD
     corrupt = tmp_path / "c.bin"
     corrupt.write_bytes(PAYLOAD[:-1])
@@ -116,8 +125,9 @@ def test_load_dataset_download_fetches_into_the_cache(tmp_path, monkeypatch):
     for key, arr in (("mnist_test_images", images), ("mnist_test_labels", labels)):
         name = REMOTE_FILES[key].filename
         (server / name).write_bytes(_idx_gz(arr))
-        monkeypatch.setitem(REMOTE_FILES, key, RemoteFile(name, ((server / name).as_uri(),),
-                                                          file_digest(server / name), "test"))
+        monkeypatch.setitem(
+            REMOTE_FILES, key, RemoteFile(name, ((server / name).as_uri(),), file_digest(server / name), "test")
+        )
     monkeypatch.setenv("ROBUSTFAIR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ROBUSTFAIR_DATA", raising=False)
     with pytest.raises(DataError, match="download=True fetches it"):
@@ -143,6 +153,7 @@ def test_checksum_table_is_well_formed():
 
 # ---------------------------------------------------------------- archives
 
+
 def _tar(path, members):
     """members: list of (TarInfo, bytes or None)."""
     with tarfile.open(path, "w:gz") as tar:
@@ -165,8 +176,9 @@ def _special(name, kind, linkname=""):
 
 
 def test_safe_tar_extracts(tmp_path):
-    archive = _tar(tmp_path / "ok.tar.gz", [_file("pkg/a.txt", b"hello"), _file("pkg/sub/b.txt", b"bye"),
-                                             _file("./top.txt", b"t")])
+    archive = _tar(
+        tmp_path / "ok.tar.gz", [_file("pkg/a.txt", b"hello"), _file("pkg/sub/b.txt", b"bye"), _file("./top.txt", b"t")]
+    )
     target = tmp_path / "target"
     created = safe_extract(archive, target)
     assert sorted(p.name for p in created) == ["pkg", "top.txt"]
@@ -176,15 +188,18 @@ def test_safe_tar_extracts(tmp_path):
         safe_extract(archive, target)
 
 
-@pytest.mark.parametrize("member, message", [
-    (_file("../evil.txt"), "contains '..'"),
-    (_file("pkg/../../evil.txt"), "contains '..'"),
-    (_file("/etc/evil.txt"), "absolute path"),
-    (_special("pkg/link", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
-    (_special("pkg/hard", tarfile.LNKTYPE, "pkg/a.txt"), "is a link"),
-    (_special("pkg/fifo", tarfile.FIFOTYPE), "device file or FIFO"),
-    (_special("pkg/dev", tarfile.CHRTYPE), "device file or FIFO"),
-])
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (_file("../evil.txt"), "contains '..'"),
+        (_file("pkg/../../evil.txt"), "contains '..'"),
+        (_file("/etc/evil.txt"), "absolute path"),
+        (_special("pkg/link", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
+        (_special("pkg/hard", tarfile.LNKTYPE, "pkg/a.txt"), "is a link"),
+        (_special("pkg/fifo", tarfile.FIFOTYPE), "device file or FIFO"),
+        (_special("pkg/dev", tarfile.CHRTYPE), "device file or FIFO"),
+    ],
+)
 def test_unsafe_tar_members_are_refused(tmp_path, member, message):
     archive = _tar(tmp_path / "bad.tar.gz", [_file("pkg/a.txt"), member])
     target = tmp_path / "target"

@@ -5,8 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustfair.data import (ArrayDataset, DeviceLoader, StreamingLoader, apply_crop_flip, crop_flip_params,
-                             image_folder_index, random_crop_flip)
+from robustfair.data import (
+    ArrayDataset,
+    DeviceLoader,
+    StreamingLoader,
+    apply_crop_flip,
+    crop_flip_params,
+    image_folder_index,
+    random_crop_flip,
+)
 from robustfair.data.readers.imagefolder import read_image_index
 from robustfair.errors import ConfigError
 
@@ -18,7 +25,7 @@ def _reference_crop_flip(x, offsets, flips, padding):
     out = []
     for i in range(len(x)):
         top, left = offsets[i].tolist()
-        crop = padded[i, :, top:top + h, left:left + w]
+        crop = padded[i, :, top : top + h, left : left + w]
         out.append(crop.flip(-1) if flips[i] else crop)
     return torch.stack(out).to(x.dtype)
 

@@ -25,6 +25,7 @@ def cache(tmp_path_factory, monkeypatch):
 
 # ---------------------------------------------------------------- MNIST (IDX)
 
+
 def idx_bytes(array: np.ndarray) -> bytes:
     code = {np.dtype(np.uint8): 0x08}[array.dtype]
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
@@ -86,13 +87,13 @@ def test_read_idx_rejects_bad_files(tmp_path):
 
 # ---------------------------------------------------------------- CIFAR (pickled batches in a tarball)
 
+
 def _cifar_batch(n, label_key, seed, n_classes):
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
     labels = rng.integers(0, n_classes, n).tolist()
     labels[:n_classes] = list(range(n_classes))  # every class present
-    return {b"batch_label": b"test", label_key: labels, b"data": data,
-            b"filenames": [b"f%d.png" % i for i in range(n)]}
+    return {b"batch_label": b"test", label_key: labels, b"data": data, b"filenames": [b"f%d.png" % i for i in range(n)]}
 
 
 class _Python2StylePickler(pickle._Pickler):
@@ -102,8 +103,9 @@ class _Python2StylePickler(pickle._Pickler):
 
     def _save_py2_str(self, obj):
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256
-                   else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj
+        )
         self.memoize(obj)
 
     dispatch[bytes] = _save_py2_str
@@ -129,8 +131,11 @@ def write_cifar10(directory, n=12):
     batches["test_batch"] = _cifar_batch(n, b"labels", 9, 10)
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     with tarfile.open(directory / "cifar-10-python.tar.gz", "w:gz") as tar:
-        _add(tar, "cifar-10-batches-py/batches.meta",
-             _dump({b"label_names": [s.encode() for s in names], b"num_vis": 3072}, python2_style=True))
+        _add(
+            tar,
+            "cifar-10-batches-py/batches.meta",
+            _dump({b"label_names": [s.encode() for s in names], b"num_vis": 3072}, python2_style=True),
+        )
         for i, (name, batch) in enumerate(batches.items()):
             _add(tar, f"cifar-10-batches-py/{name}", _dump(batch, python2_style=i % 2 == 0))
     return batches, names
@@ -162,8 +167,10 @@ def test_cifar100_fine_and_coarse(tmp_path):
     train[b"coarse_labels"] = [v // 5 for v in train[b"fine_labels"]]
     test = _cifar_batch(100, b"fine_labels", 2, 100)
     test[b"coarse_labels"] = [v // 5 for v in test[b"fine_labels"]]
-    meta = {b"fine_label_names": [b"c%d" % i for i in range(100)],
-            b"coarse_label_names": [b"s%d" % i for i in range(20)]}
+    meta = {
+        b"fine_label_names": [b"c%d" % i for i in range(100)],
+        b"coarse_label_names": [b"s%d" % i for i in range(20)],
+    }
     with tarfile.open(tmp_path / "cifar-100-python.tar.gz", "w:gz") as tar:
         for name, obj in (("meta", meta), ("train", train), ("test", test)):
             _add(tar, f"cifar-100-python/{name}", _dump(obj))
@@ -200,6 +207,7 @@ def test_restricted_unpickler_refuses_code(tmp_path):
 
 # ---------------------------------------------------------------- SVHN (.mat)
 
+
 def test_svhn_mat(tmp_path):
     import scipy.io
 
@@ -216,6 +224,7 @@ def test_svhn_mat(tmp_path):
 
 
 # ---------------------------------------------------------------- image folders (PNG)
+
 
 def _png(path, pixels):
     from PIL import Image
@@ -291,6 +300,7 @@ def test_imagenette_tgz_is_extracted_and_named(tmp_path):
 
 # ---------------------------------------------------------------- cifar10_jpeg.npz
 
+
 def write_cifar10_jpeg(path, per_class=(3, 2), n_classes=3, side=8):
     from PIL import Image
 
@@ -306,8 +316,13 @@ def write_cifar10_jpeg(path, per_class=(3, 2), n_classes=3, side=8):
             labels.append(i % n_classes)
             colors.append(color)
         offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
-        arrays.update({f"{split}_jpeg": np.concatenate(blobs), f"{split}_offsets": offsets,
-                       f"{split}_labels": np.array(labels, np.uint8)})
+        arrays.update(
+            {
+                f"{split}_jpeg": np.concatenate(blobs),
+                f"{split}_offsets": offsets,
+                f"{split}_labels": np.array(labels, np.uint8),
+            }
+        )
         expected[split] = np.array(colors)
     np.savez(path, **arrays)
     return expected

@@ -38,12 +38,27 @@ def run_cli(args, env_extra=None):
 def test_two_process_ddp_matches_one_process(tmp_path):
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
-    one = run_cli([sys.executable, "-m", "robustfair.cli", "train", str(cfg), "--run-dir", str(tmp_path / "one"),
-                   "--quiet"])
+    one = run_cli(
+        [sys.executable, "-m", "robustfair.cli", "train", str(cfg), "--run-dir", str(tmp_path / "one"), "--quiet"]
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = run_cli([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-                   f"--master_port={free_port()}", "-m", "robustfair.cli", "train", str(cfg),
-                   "--run-dir", str(tmp_path / "two"), "--quiet"])
+    two = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--nnodes=1",
+            f"--master_port={free_port()}",
+            "-m",
+            "robustfair.cli",
+            "train",
+            str(cfg),
+            "--run-dir",
+            str(tmp_path / "two"),
+            "--quiet",
+        ]
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
     b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.safetensors")

@@ -15,16 +15,22 @@ import pytest
 import torch
 from torch import nn
 
+from prototype_data import NUM_CLASSES, make_data, rowwise_mlp
 from robustfair.attacks import early_stop_variant, early_stopped_pgd
 from robustfair.attacks.early_stop import resolve_variant
 from robustfair.errors import ConfigError
 from robustfair.methods import METHODS
 
-from prototype_data import NUM_CLASSES, make_data, rowwise_mlp
-
 EPS, STEP, K = 0.15, 0.02, 8
-FIELDS = ("flip_step", "last_clean", "first_adv", "last_iterate", "correct_steps", "passes_count",
-          "gradient_evaluations_count")
+FIELDS = (
+    "flip_step",
+    "last_clean",
+    "first_adv",
+    "last_iterate",
+    "correct_steps",
+    "passes_count",
+    "gradient_evaluations_count",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +88,27 @@ OBJECTIVES = ["ce", "kl", "margin", _margin_callable, _clean_kl_callable]
 
 @pytest.mark.parametrize("loss", OBJECTIVES, ids=lambda v: v if isinstance(v, str) else v.__name__)
 @pytest.mark.parametrize("tau,mode", [(0, "both"), (1, "both"), (2, "first_adv"), (0, "last_clean")])
-@pytest.mark.parametrize("early_stop,check_final,record", [(True, True, False), (True, False, True),
-                                                           (False, True, True), (False, False, False)])
-def test_variants_agree_for_every_objective_and_option(mlp, batch, loss, tau, mode, early_stop, check_final,
-                                                       record):
+@pytest.mark.parametrize(
+    "early_stop,check_final,record",
+    [(True, True, False), (True, False, True), (False, True, True), (False, False, False)],
+)
+def test_variants_agree_for_every_objective_and_option(mlp, batch, loss, tau, mode, early_stop, check_final, record):
     x, y, x0 = batch
-    compact, masked = _both(mlp, x, y, eps=EPS, step_size=STEP, steps=K, loss=loss, start=x0, tau=tau,
-                            mode=mode, early_stop=early_stop, check_final=check_final, record_predictions=record)
+    compact, masked = _both(
+        mlp,
+        x,
+        y,
+        eps=EPS,
+        step_size=STEP,
+        steps=K,
+        loss=loss,
+        start=x0,
+        tau=tau,
+        mode=mode,
+        early_stop=early_stop,
+        check_final=check_final,
+        record_predictions=record,
+    )
     _assert_identical(compact, masked)
     # The data exercise every case: wrong at the start, flips in between, never.
     flips = set(compact.flip_step.tolist())
@@ -102,8 +122,22 @@ def test_variants_agree_on_norms_starts_budgets_and_noise(mlp, batch, norm, clam
     eps = torch.full((len(x),), EPS if norm == "linf" else 0.6, dtype=torch.float64)
     eps[::3] *= 0.4  # per-sample budgets (FRL, CFA, DAFA gather them by class)
     step = eps / 6
-    compact, masked = _both(mlp, x, y, eps=eps, step_size=step, steps=K, loss="ce", norm=norm, clamp=clamp,
-                            start=start, tau=1, noise_std=0.003, seed=7, record_predictions=True)
+    compact, masked = _both(
+        mlp,
+        x,
+        y,
+        eps=eps,
+        step_size=step,
+        steps=K,
+        loss="ce",
+        norm=norm,
+        clamp=clamp,
+        start=start,
+        tau=1,
+        noise_std=0.003,
+        seed=7,
+        record_predictions=True,
+    )
     _assert_identical(compact, masked)
 
 
@@ -111,10 +145,10 @@ def test_variants_agree_with_given_clean_logits_zero_steps_and_everyone_wrong(ml
     x, y, x0 = batch
     with torch.no_grad():
         logits = mlp(x)
-    _assert_identical(*_both(mlp, x, y, eps=EPS, step_size=STEP, steps=K, loss="kl", start=x0, tau=1,
-                             logits_clean=logits))
-    _assert_identical(*_both(mlp, x, y, eps=EPS, step_size=STEP, steps=0, loss="ce", start=x0,
-                             record_predictions=True))
+    _assert_identical(
+        *_both(mlp, x, y, eps=EPS, step_size=STEP, steps=K, loss="kl", start=x0, tau=1, logits_clean=logits)
+    )
+    _assert_identical(*_both(mlp, x, y, eps=EPS, step_size=STEP, steps=0, loss="ce", start=x0, record_predictions=True))
     wrong = (y + 1) % NUM_CLASSES
     everyone = _both(mlp, x, wrong, eps=EPS, step_size=STEP, steps=K, loss="ce", start=x0, record_predictions=True)
     _assert_identical(*everyone)
@@ -153,6 +187,7 @@ def test_variant_selection_by_device_and_block():
 
 # ---- the methods built on it -------------------------------------------------------------------
 
+
 def _method_outputs(name: str, options: dict, x, y, *, epoch: int = 0):
     outputs = {}
     for variant in ("compact", "masked"):
@@ -168,15 +203,18 @@ def _method_outputs(name: str, options: dict, x, y, *, epoch: int = 0):
     return outputs
 
 
-@pytest.mark.parametrize("name,options,epoch", [
-    ("bat", {}, 0),
-    ("bat", {"shared_trajectory": True}, 0),
-    ("bat", {"target_term": "fixed_step"}, 0),
-    ("fat_at", {}, 0),
-    ("fat_at", {"tau": 1}, 0),
-    ("fat_trades", {}, 60),
-    ("gairat", {"begin_epoch": 1}, 0),
-])
+@pytest.mark.parametrize(
+    "name,options,epoch",
+    [
+        ("bat", {}, 0),
+        ("bat", {"shared_trajectory": True}, 0),
+        ("bat", {"target_term": "fixed_step"}, 0),
+        ("fat_at", {}, 0),
+        ("fat_at", {"tau": 1}, 0),
+        ("fat_trades", {}, 60),
+        ("gairat", {"begin_epoch": 1}, 0),
+    ],
+)
 def test_methods_compute_the_same_loss_under_both_variants(batch, name, options, epoch):
     x, y, _ = batch
     outputs = _method_outputs(name, {"eps": 0.1, "step_size": 0.02, **options}, x, y, epoch=epoch)

@@ -10,8 +10,16 @@ from robustfair.engine.config import load_config
 from robustfair.engine.trainer import Trainer, train
 from robustfair.errors import CheckpointError, ConfigError
 
-SMALL = ["train.epochs=3", "data.train_per_class=20", "data.val_per_class=4", "data.test_per_class=4",
-         "train.batch_size=50", "method.steps=3", "eval.sanity_checks=false", "schedule.milestones=[2]"]
+SMALL = [
+    "train.epochs=3",
+    "data.train_per_class=20",
+    "data.val_per_class=4",
+    "data.test_per_class=4",
+    "train.batch_size=50",
+    "method.steps=3",
+    "eval.sanity_checks=false",
+    "schedule.milestones=[2]",
+]
 
 
 def weights(run_dir):
@@ -56,10 +64,21 @@ def test_run_directory_contents(tmp_path):
     config = load_config("digits_trades", SMALL[:1] + ["train.epochs=2"] + SMALL[1:])
     run = tmp_path / "run"
     results = train(config, run, quiet=True)
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "meta.json", "metrics.jsonl", "checkpoints",
-                                                  "results.json"}
-    assert set(results["summary"]) == {"avg_std_err", "worst_std_err", "avg_bndy_err", "worst_bndy_err",
-                                       "avg_rob_err", "worst_rob_err"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "meta.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "results.json",
+    }
+    assert set(results["summary"]) == {
+        "avg_std_err",
+        "worst_std_err",
+        "avg_bndy_err",
+        "worst_bndy_err",
+        "avg_rob_err",
+        "worst_rob_err",
+    }
     assert results["best"]["selected_by"].startswith("validation")
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert {"epoch", "lr", "loss", "images_per_s", "val"} <= set(line)

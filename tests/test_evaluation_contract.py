@@ -27,8 +27,16 @@ from robustfair.errors import RobustfairError
 from robustfair.metrics import evaluate_classwise
 from robustfair.metrics.leaderboard import SCHEMA
 
-TINY = ["train.epochs=4", "data.train_per_class=40", "data.val_per_class=4", "data.test_per_class=10",
-        "train.batch_size=20", "schedule.milestones=[4]", "train.eval_batch_size=32", "optim.lr=0.1"]
+TINY = [
+    "train.epochs=4",
+    "data.train_per_class=40",
+    "data.val_per_class=4",
+    "data.test_per_class=10",
+    "train.batch_size=20",
+    "schedule.milestones=[4]",
+    "train.eval_batch_size=32",
+    "optim.lr=0.1",
+]
 CLASSWISE = ("classes", "num_samples", "per_class", "summary", "confusion", "attack")
 
 
@@ -51,14 +59,16 @@ def without_timing(text: str) -> str:
 
 # ---- reproducible --------------------------------------------------------------------------
 
+
 def test_eval_with_defaults_equals_the_runs_results_json(run_dir, tmp_path, capsys):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["attack"]["seed"] == 0 and results["run"]["eval_seed"] == 0
     out = eval_json(run_dir, tmp_path / "last.json")
     for key in CLASSWISE:
         assert out[key] == results[key], key
-    assert {k: v for k, v in out["sanity"].items() if k != "seconds"} == \
-        {k: v for k, v in results["sanity"].items() if k != "seconds"}
+    assert {k: v for k, v in out["sanity"].items() if k != "seconds"} == {
+        k: v for k, v in results["sanity"].items() if k != "seconds"
+    }
     assert 0 < results["summary"]["avg_bndy_err"]  # the attack moves predictions: the seed matters here
     best = eval_json(run_dir, tmp_path / "best.json", "--which", "best", "--no-sanity")
     for key in CLASSWISE:
@@ -104,6 +114,7 @@ def test_evaluate_classwise_restores_the_callers_random_stream():
 
 # ---- the threat model -----------------------------------------------------------------------
 
+
 def test_run_budget_applies_the_runs_eps_only_to_attacks_of_its_norm():
     assert eval_attack_overrides("pgd20", 0.3) == {"eps": 0.3, "step_size": 0.075}
     assert eval_attack_overrides("cw20", 0.3) == {"eps": 0.3, "step_size": 0.075}
@@ -127,8 +138,9 @@ def test_pgd20_l2_keeps_its_radius_and_eps_changes_it(run_dir, tmp_path, capsys)
     assert "the run's linf eps 0.1 does not apply, so it keeps its preset's l2 eps 0.5" in capsys.readouterr().out
     moved = eval_json(run_dir, tmp_path / "l2b.json", "--attack", "pgd20_l2", "--eps", "1.0", "--no-sanity")
     assert (moved["attack"]["eps"], moved["attack"]["step_size"]) == (1.0, 0.125)
-    stepped = eval_json(run_dir, tmp_path / "l2c.json", "--attack", "pgd20_l2", "--eps", "1.0", "--step-size", "0.2",
-                        "--no-sanity")
+    stepped = eval_json(
+        run_dir, tmp_path / "l2c.json", "--attack", "pgd20_l2", "--eps", "1.0", "--step-size", "0.2", "--no-sanity"
+    )
     assert stepped["attack"]["step_size"] == 0.2
     assert kept["summary"]["avg_rob_err"] <= moved["summary"]["avg_rob_err"]  # a larger ball is no weaker
 
@@ -141,6 +153,7 @@ def test_results_json_records_the_full_threat_model(run_dir):
 
 # ---- the input contract ---------------------------------------------------------------------
 
+
 def linear_model():
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
@@ -152,8 +165,9 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-@pytest.mark.parametrize("low, high, advice", [(-2.0, 2.0, "robustfair.models.Normalize(mean, std)"),
-                                               (0.0, 255.0, "divide by 255")])
+@pytest.mark.parametrize(
+    "low, high, advice", [(-2.0, 2.0, "robustfair.models.Normalize(mean, std)"), (0.0, 255.0, "divide by 255")]
+)
 def test_a_loader_outside_unit_range_fails_with_one_line(low, high, advice):
     g = torch.Generator().manual_seed(0)
     batches = [(low + (high - low) * torch.rand(8, 3, 2, 2, generator=g), torch.arange(8) % 3) for _ in range(3)]
@@ -211,9 +225,18 @@ def test_training_checks_its_first_batch_of_each_epoch():
     method = METHODS["erm"](resolve_method_config({"name": "erm"}), num_classes=3)
     loader = [(torch.rand(4, 3, 2, 2) * 255, torch.arange(4) % 3)]
     with pytest.raises(InputRangeError, match=r"training data, epoch 1: .*divide by 255"):
-        run_epoch(model=model, parameters=model.parameters(), method=method,
-                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1), loader=loader, cfg=TrainConfig(),
-                  device=torch.device("cpu"), epoch=0, world_size=1, show_progress=False)
+        run_epoch(
+            model=model,
+            parameters=model.parameters(),
+            method=method,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loader=loader,
+            cfg=TrainConfig(),
+            device=torch.device("cpu"),
+            epoch=0,
+            world_size=1,
+            show_progress=False,
+        )
 
 
 def test_a_dataset_outside_unit_range_names_the_fix():
@@ -226,13 +249,26 @@ def test_a_dataset_outside_unit_range_names_the_fix():
 
 # ---- the shareable result -------------------------------------------------------------------
 
+
 def test_json_writes_a_leaderboard_entry(run_dir, tmp_path, capsys):
     out = eval_json(run_dir, tmp_path / "r.json", "--no-sanity")
     entry = json.loads((tmp_path / "r.leaderboard.json").read_text())
     assert entry["schema"] == SCHEMA
-    assert set(entry) == {"schema", "model", "dataset", "threat_model", "units", "clean_accuracy",
-                          "robust_accuracy", "worst_class_clean_accuracy", "worst_class_robust_accuracy",
-                          "per_class", "attack", "evaluation", "code"}
+    assert set(entry) == {
+        "schema",
+        "model",
+        "dataset",
+        "threat_model",
+        "units",
+        "clean_accuracy",
+        "robust_accuracy",
+        "worst_class_clean_accuracy",
+        "worst_class_robust_accuracy",
+        "per_class",
+        "attack",
+        "evaluation",
+        "code",
+    }
     assert entry["model"]["name"] == "small_cnn" and entry["model"]["method"] == "erm"
     assert entry["dataset"]["num_samples"] == 100 and len(entry["dataset"]["classes"]) == 10
     assert entry["threat_model"] == {"norm": "linf", "eps": 0.1, "eps_from": "the run's linf eps 0.1"}
@@ -245,6 +281,7 @@ def test_json_writes_a_leaderboard_entry(run_dir, tmp_path, capsys):
 
 
 # ---- progress -------------------------------------------------------------------------------
+
 
 def test_progress_is_drawn_when_asked_and_quiet_otherwise(capsys):
     model, x, y = linear_model(), torch.rand(8, 12), torch.arange(8) % 3
@@ -274,14 +311,32 @@ def test_eval_prints_the_component_table_and_the_sanity_thresholds(capsys):
     from robustfair.commands.eval import print_result
     from robustfair.metrics import classwise_result
 
-    result = classwise_result([0, 0, 1, 1], [0, 1, 1, 1], [0, 1, 0, 1], num_classes=2,
-                              attack={"name": "autoattack", "eps": 0.1, "norm": "linf", "version": "standard",
-                                      "components": ["apgd-ce", "square"], "seed": 0,
-                                      "implementation": "pyautoattack 0.2.0"}).to_dict()
+    result = classwise_result(
+        [0, 0, 1, 1],
+        [0, 1, 1, 1],
+        [0, 1, 0, 1],
+        num_classes=2,
+        attack={
+            "name": "autoattack",
+            "eps": 0.1,
+            "norm": "linf",
+            "version": "standard",
+            "components": ["apgd-ce", "square"],
+            "seed": 0,
+            "implementation": "pyautoattack 0.2.0",
+        },
+    ).to_dict()
     result["broken_by"] = {"misclassified_clean": [1, 0], "apgd-ce": [0, 1], "square": [0, 0], "robust": [1, 1]}
-    result["sanity"] = {"passed": True, "norm": "linf", "eps": 0.1, "num_samples": 4, "seed": 0,
-                        "checks": [{"name": "large_eps_near_zero", "passed": True, "threshold": "at most 0 of 4",
-                                    "message": "0 of 4 correct"}]}
+    result["sanity"] = {
+        "passed": True,
+        "norm": "linf",
+        "eps": 0.1,
+        "num_samples": 4,
+        "seed": 0,
+        "checks": [
+            {"name": "large_eps_near_zero", "passed": True, "threshold": "at most 0 of 4", "message": "0 of 4 correct"}
+        ],
+    }
     print_result(result, title="t")
     out = capsys.readouterr().out
     assert "| class | n | clean wrong | APGD-CE | Square | robust |" in out

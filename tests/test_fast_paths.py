@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
 from benchmarks.bat_reference import reference_bat_loss  # noqa: E402
 from benchmarks.data_pipeline import crop_flip_image, planned_dataloader  # noqa: E402
 from benchmarks.eval_throughput import same_counts, textbook_pgd_classwise  # noqa: E402
+
 from robustfair.attacks import early_stopped_pgd  # noqa: E402
 from robustfair.data import ArrayDataset, DeviceLoader  # noqa: E402
 from robustfair.methods import METHODS  # noqa: E402
@@ -42,8 +43,14 @@ def tiny_model() -> nn.Module:
     """Conv + BatchNorm + linear on [B, 3, 8, 8]: BatchNorm makes the order and batching of
     the train-mode forwards matter, which the reference changes (it reorders the batch)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 4 * 4, NUM_CLASSES))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, NUM_CLASSES),
+    )
     with torch.no_grad():
         model[1].running_mean.uniform_(-0.1, 0.1)  # non-trivial statistics for the eval-mode attacks
         model[1].running_var.uniform_(0.5, 1.5)
@@ -77,8 +84,17 @@ def bat_method():
 def test_fixture_spreads_flip_steps():
     model = tiny_model()
     x, y = margin_spread_batch(model, 32, seed=1)
-    result = early_stopped_pgd(model, x, y, eps=EPS, step_size=STEP, steps=STEPS, tau=0, mode="last_clean",
-                               generator=torch.Generator().manual_seed(5))
+    result = early_stopped_pgd(
+        model,
+        x,
+        y,
+        eps=EPS,
+        step_size=STEP,
+        steps=STEPS,
+        tau=0,
+        mode="last_clean",
+        generator=torch.Generator().manual_seed(5),
+    )
     flips = result.flip_step
     assert (flips == 0).sum() >= 4  # wrong at the start
     assert (flips == -1).sum() >= 3  # never flipped
@@ -99,7 +115,7 @@ def test_vectorised_bat_loss_equals_reference_style_loss():
 
     # The same parameter gradients and BatchNorm statistics after the three train forwards.
     for m in (library_model, reference_model):  # the reference's attack leaves parameter gradients
-        m.zero_grad(set_to_none=True)           # behind; the code's optimizer.zero_grad() drops them
+        m.zero_grad(set_to_none=True)  # behind; the code's optimizer.zero_grad() drops them
     library.backward()
     reference.backward()
     for (name, p), q in zip(library_model.named_parameters(), reference_model.parameters()):
@@ -117,8 +133,14 @@ def test_classwise_evaluation_equals_textbook_loop():
     x, y = margin_spread_batch(model, 64, seed=3)
     batches = [(x[:32], y[:32]), (x[32:], y[32:])]  # power-of-two batches: mean CE = sum / 2^k exactly
     # The evaluation draws its starts from one generator seeded 77: the stream torch.manual_seed(77) gives.
-    fast = evaluate_classwise(model, batches, attack="pgd20", num_classes=NUM_CLASSES,
-                              attack_overrides={"eps": EPS, "step_size": STEP}, seed=77)
+    fast = evaluate_classwise(
+        model,
+        batches,
+        attack="pgd20",
+        num_classes=NUM_CLASSES,
+        attack_overrides={"eps": EPS, "step_size": STEP},
+        seed=77,
+    )
     torch.manual_seed(77)
     slow = textbook_pgd_classwise(model, batches, eps=EPS, step_size=STEP, steps=20, num_classes=NUM_CLASSES)
     assert same_counts(fast, slow)

@@ -68,8 +68,9 @@ def test_normalize_clamps_then_rescales_only_above_lim():
 def test_update_from_zero_then_weights_and_margins():
     g0, g1 = frl_violations(E_C, B_C, 0.25, 0.30, tau0=0.05, tau1=0.05)
     zero = torch.zeros(4, dtype=torch.float64)
-    l0, l1, l2 = frl_update_multipliers(zero, zero, zero, g0, g1, a1=0.5, a2=1.0, lim=0.1,
-                                        reweight_clean=True, reweight_boundary=True, remargin=True)
+    l0, l1, l2 = frl_update_multipliers(
+        zero, zero, zero, g0, g1, a1=0.5, a2=1.0, lim=0.1, reweight_clean=True, reweight_boundary=True, remargin=True
+    )
     # l0 = clamp(0.5 * g0) = [0, 0, 0, 0.05], sum 0.05 <= 0.1: kept
     assert_close(l0, [0.0, 0.0, 0.0, 0.05])
     # l1 = clamp(2 * 0.5 * g1) = [0, 0, 0.15, 0], sum 0.15 > 0.1: rescaled to 0.1
@@ -94,14 +95,16 @@ def test_update_accumulates_and_respects_variant_switches():
     l2 = t([0.5, 0.0, 0.0, 0.0])
     # RW: l0 + 0.5 g0 = [0.1, 0.05, 0.3, 0.05] (sum 0.5 > 0.25 -> x0.5);
     # l1 + 2 * 0.5 * g1 = [0.05, -0.15, 0.15, -0.05] -> clamp [0.05, 0, 0.15, 0] (sum 0.2 <= 0.25)
-    n0, n1, n2 = frl_update_multipliers(l0, l1, l2, g0, g1, a1=0.5, a2=1.0, lim=0.25,
-                                        reweight_clean=True, reweight_boundary=True, remargin=False)
+    n0, n1, n2 = frl_update_multipliers(
+        l0, l1, l2, g0, g1, a1=0.5, a2=1.0, lim=0.25, reweight_clean=True, reweight_boundary=True, remargin=False
+    )
     assert_close(n0, [0.05, 0.025, 0.15, 0.025])
     assert_close(n1, [0.05, 0.0, 0.15, 0.0])
     assert_close(n2, [0.5, 0.0, 0.0, 0.0])  # RW leaves l2 alone
     # RM (official frlrm.py): l1 frozen, l2 += a2 * g1
-    n0, n1, n2 = frl_update_multipliers(l0, l1, l2, g0, g1, a1=0.5, a2=1.0, lim=0.25,
-                                        reweight_clean=True, reweight_boundary=False, remargin=True)
+    n0, n1, n2 = frl_update_multipliers(
+        l0, l1, l2, g0, g1, a1=0.5, a2=1.0, lim=0.25, reweight_clean=True, reweight_boundary=False, remargin=True
+    )
     assert_close(n1, [0.1, 0.0, 0.0, 0.1])
     assert_close(n2, [0.45, -0.15, 0.15, -0.15])
 
@@ -156,9 +159,15 @@ RESULTS = [  # one fake validation result per epoch, 2 classes
 
 
 def _ctx(epoch: int, model: nn.Module) -> EpochContext:
-    return EpochContext(epoch=epoch, num_epochs=40, model=model, device=torch.device("cpu"), num_classes=2,
-                        val_loader=[("unused", "unused")],
-                        evaluate=lambda m, loader, attack: RESULTS[epoch])
+    return EpochContext(
+        epoch=epoch,
+        num_epochs=40,
+        model=model,
+        device=torch.device("cpu"),
+        num_classes=2,
+        val_loader=[("unused", "unused")],
+        evaluate=lambda m, loader, attack: RESULTS[epoch],
+    )
 
 
 def _method(cls, **fields):
@@ -231,8 +240,15 @@ def test_resume_continues_identically():
 
 def test_missing_validation_split_is_a_clear_error():
     method = _method(FRLReweight)
-    ctx = EpochContext(epoch=0, num_epochs=40, model=nn.Linear(2, 2), device=torch.device("cpu"),
-                       num_classes=2, val_loader=None, evaluate=lambda *a: None)
+    ctx = EpochContext(
+        epoch=0,
+        num_epochs=40,
+        model=nn.Linear(2, 2),
+        device=torch.device("cpu"),
+        num_classes=2,
+        val_loader=None,
+        evaluate=lambda *a: None,
+    )
     with pytest.raises(ConfigError, match="val_per_class"):
         method.on_epoch_start(ctx)
 
@@ -240,8 +256,14 @@ def test_missing_validation_split_is_a_clear_error():
 def test_variant_defaults_follow_the_code():
     rw, rwrm, rm = FRLReweight.Config(), FRLReweightRemargin.Config(), FRLRemargin.Config()
     assert (rw.beta, rw.tau0, rw.tau1, rw.a1, rw.lim) == (1.5, 0.1, 0.1, 0.05, 0.5)
-    assert (rwrm.beta, rwrm.tau0, rwrm.a2, rwrm.lim, rwrm.margin_cap, rwrm.step_rule) == \
-        (1.5, 0.07, 0.2, 0.5, 3.0, "max_eps_quarter")
+    assert (rwrm.beta, rwrm.tau0, rwrm.a2, rwrm.lim, rwrm.margin_cap, rwrm.step_rule) == (
+        1.5,
+        0.07,
+        0.2,
+        0.5,
+        3.0,
+        "max_eps_quarter",
+    )
     assert (rm.beta, rm.tau0, rm.a2, rm.lim, rm.margin_cap, rm.step_rule) == (1.0, 0.1, 0.1, 0.3, 2.5, "fixed")
     assert rw.eps == pytest.approx(8 / 255) and rw.steps == 10 and not rw.positive_part
     assert FRLReweight.hot_start and FRLReweightRemargin.hot_start and FRLRemargin.hot_start
@@ -274,8 +296,9 @@ def test_training_step_uses_class_weights_and_per_class_eps():
     logits, logits_adv = model(x), model(x_adv)
     w0 = torch.where(y == 0, 0.65, 0.35)
     w1 = torch.where(y == 0, 0.4, 0.6)
-    expected = (w0 * cross_entropy(logits, y)).sum() / w0.sum() \
-        + 1.5 * (w1 * trades_kl(logits, logits_adv)).sum() / w1.sum()
+    expected = (w0 * cross_entropy(logits, y)).sum() / w0.sum() + 1.5 * (
+        w1 * trades_kl(logits, logits_adv)
+    ).sum() / w1.sum()
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     assert model[1].weight.grad.abs().sum() > 0
@@ -295,14 +318,22 @@ def test_distributed_denominators_reproduce_the_single_process_loss():
         other_sums = torch.stack([w0[other].sum(), w1[other].sum(), torch.tensor(1.0)])
         method._all_reduce_sum = lambda tensor, o=other_sums: tensor + o  # what 2 ranks would sum
         denominators = method._global_denominators(w0[part], w1[part])
-        rank_losses.append(frl_weighted_loss(ce[part], kl[part], w0[part], w1[part], beta=2.0,
-                                             denominators=denominators))
+        rank_losses.append(
+            frl_weighted_loss(ce[part], kl[part], w0[part], w1[part], beta=2.0, denominators=denominators)
+        )
     # DDP averages the ranks' gradients, i.e. optimises the mean of the rank losses
     torch.testing.assert_close((rank_losses[0] + rank_losses[1]) / 2, single)
 
 
-@pytest.mark.parametrize("preset,cls,tau", [("frl_rw", FRLReweight, 0.1), ("frl_rwrm", FRLReweightRemargin, 0.07),
-                                            ("frl_rwrm_005", FRLReweightRemargin, 0.05), ("frl_rm", FRLRemargin, 0.1)])
+@pytest.mark.parametrize(
+    "preset,cls,tau",
+    [
+        ("frl_rw", FRLReweight, 0.1),
+        ("frl_rwrm", FRLReweightRemargin, 0.07),
+        ("frl_rwrm_005", FRLReweightRemargin, 0.05),
+        ("frl_rm", FRLRemargin, 0.1),
+    ],
+)
 def test_presets(preset, cls, tau):
     from pathlib import Path
 

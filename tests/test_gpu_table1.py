@@ -27,12 +27,16 @@ sys.path.insert(0, str(REPO / "scripts"))
 import gpu_table1  # noqa: E402
 from gpu_table1 import Estimates, class_balanced_indices, plan_schedule, schedule_points  # noqa: E402
 
-RETURN_LIMIT_FILES, RETURN_LIMIT_BYTES = 8, 16 * 2 ** 20
+RETURN_LIMIT_FILES, RETURN_LIMIT_BYTES = 8, 16 * 2**20
 
 
 def estimates(step: float = 0.05) -> Estimates:
-    return Estimates(step_s={"pgd_at": step, "trades6": 1.1 * step, "bat": 1.5 * step, "frl_rwrm": 1.1 * step},
-                     steps_per_epoch=391, pgd20_s=5.0, aa_s={"standard": 40.0, "lite": 12.0})
+    return Estimates(
+        step_s={"pgd_at": step, "trades6": 1.1 * step, "bat": 1.5 * step, "frl_rwrm": 1.1 * step},
+        steps_per_epoch=391,
+        pgd20_s=5.0,
+        aa_s={"standard": 40.0, "lite": 12.0},
+    )
 
 
 def test_schedule_keeps_the_papers_shape():
@@ -87,8 +91,9 @@ def _check_returned(out: Path) -> dict:
 
 def test_smoke_run_in_process(tmp_path):
     out = tmp_path / "out"
-    code = gpu_table1.main(["--smoke", "--dataset", "digits", "--no-benchmark", "--out", str(out),
-                            "--work", str(tmp_path / "work")])
+    code = gpu_table1.main(
+        ["--smoke", "--dataset", "digits", "--no-benchmark", "--out", str(out), "--work", str(tmp_path / "work")]
+    )
     assert code == 0
     record = _check_returned(out)
     assert record["status"] == "finished"
@@ -115,8 +120,19 @@ def test_cut_off_call_keeps_finished_runs_and_skips_what_cannot_fit(tmp_path, mo
 
     monkeypatch.setattr(gpu_table1, "train_one", interrupted_after_first)
     out = tmp_path / "out"
-    gpu_table1.main(["--smoke", "--dataset", "digits", "--no-benchmark", "--no-precision-gap", "--out", str(out),
-                     "--work", str(tmp_path / "work")])
+    gpu_table1.main(
+        [
+            "--smoke",
+            "--dataset",
+            "digits",
+            "--no-benchmark",
+            "--no-precision-gap",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ]
+    )
     record = _check_returned(out)
     assert record["status"].startswith("interrupted") and list(record["runs"]) == ["pgd_at"]
 
@@ -124,8 +140,21 @@ def test_cut_off_call_keeps_finished_runs_and_skips_what_cannot_fit(tmp_path, mo
     monkeypatch.setattr(gpu_table1, "train_one", original)
     monkeypatch.setattr(gpu_table1, "measure_steps", lambda args, device, keys: {k: 60.0 for k in keys})
     out = tmp_path / "tight"
-    gpu_table1.main(["--smoke", "--dataset", "digits", "--no-benchmark", "--no-frl", "--budget-s", "60",
-                     "--out", str(out), "--work", str(tmp_path / "work2")])
+    gpu_table1.main(
+        [
+            "--smoke",
+            "--dataset",
+            "digits",
+            "--no-benchmark",
+            "--no-frl",
+            "--budget-s",
+            "60",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work2"),
+        ]
+    )
     record = json.loads((out / "results.json").read_text())
     assert set(record["skipped"]) == {"pgd_at", "bat", "trades6"} and not record["runs"]
     assert all("s left" in reason for reason in record["skipped"].values())
@@ -136,10 +165,21 @@ def test_cut_off_call_keeps_finished_runs_and_skips_what_cannot_fit(tmp_path, mo
 def test_shell_script_smoke_with_benchmark_on_cifar10(tmp_path, shared_data):
     """scripts/gpu_table1.sh run --smoke: the throughput benchmark (smoke) and CIFAR-10 (JPEG)."""
     out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, TABLE1_WORK=str(tmp_path / "work"),
-               ROBUSTFAIR_DATA=str(shared_data))
-    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_table1.sh"), "run", "--smoke", "--no-frl"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        OUT=str(out),
+        PYTHON=sys.executable,
+        TABLE1_WORK=str(tmp_path / "work"),
+        ROBUSTFAIR_DATA=str(shared_data),
+    )
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_table1.sh"), "run", "--smoke", "--no-frl"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = _check_returned(out)
     assert (out / "log.txt").is_file() and (out / "benchmark.json").is_file()

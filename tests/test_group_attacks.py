@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustfair.errors import ConfigError
-from robustfair.group.attacks import (accuracy_attack, direct_gap_attack, fairness_attack, pgd_ascent,
-                                      unified_weights)
+from robustfair.group.attacks import accuracy_attack, direct_gap_attack, fairness_attack, pgd_ascent, unified_weights
 from robustfair.group.config import ModelConfig, TrainConfig
 from robustfair.group.metrics import NOTIONS, fairness_gap
 from robustfair.group.models import build_group_model
@@ -46,8 +45,14 @@ GROUPINGS = ["as_is", "swapped", "swapped_on_negatives"]
 
 
 def budget(data, **overrides):
-    args = {"eps": 0.3, "step_size": 0.05, "steps": 10, "norm": "linf", "start": "zero",
-            "continuous_mask": data.layout.continuous_mask()}
+    args = {
+        "eps": 0.3,
+        "step_size": 0.05,
+        "steps": 10,
+        "norm": "linf",
+        "start": "zero",
+        "continuous_mask": data.layout.continuous_mask(),
+    }
     args.update(overrides)
     return args
 
@@ -57,16 +62,18 @@ def test_unified_weights_by_hand():
     assert torch.allclose(unified_weights(P, Y, S, "dp"), torch.tensor([0.25] * 4 + [-0.25] * 4))
     # EOpp: only y=1 rows; s=0 favoured (0.8 > 1/3): +1/2 rows 0,1; -1/3 rows 4,5,7; y=0 rows weight 0
     third = 1 / 3
-    assert torch.allclose(unified_weights(P, Y, S, "eopp"),
-                          torch.tensor([0.5, 0.5, 0, 0, -third, -third, 0, -third]))
+    assert torch.allclose(unified_weights(P, Y, S, "eopp"), torch.tensor([0.5, 0.5, 0, 0, -third, -third, 0, -third]))
     # EOdds: y=1 stratum as EOpp; y=0 stratum s=1 favoured (0.5 > 0.3): +1 row 6, -1/2 rows 2,3
-    assert torch.allclose(unified_weights(P, Y, S, "eodds"),
-                          torch.tensor([0.5, 0.5, -0.5, -0.5, -third, -third, 1.0, -third]))
+    assert torch.allclose(
+        unified_weights(P, Y, S, "eodds"), torch.tensor([0.5, 0.5, -0.5, -0.5, -third, -third, 1.0, -third])
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.01, 0.99), st.integers(0, 1), st.integers(0, 1)), min_size=4, max_size=24),
-       st.sampled_from(NOTIONS))
+@given(
+    st.lists(st.tuples(st.floats(0.01, 0.99), st.integers(0, 1), st.integers(0, 1)), min_size=4, max_size=24),
+    st.sampled_from(NOTIONS),
+)
 def test_weighted_sum_equals_the_gap_and_has_its_gradient(rows, notion):
     p = torch.tensor([r[0] for r in rows], dtype=torch.float64, requires_grad=True)
     y = torch.tensor([r[1] for r in rows])
@@ -136,18 +143,33 @@ def test_accuracy_attack_lowers_accuracy_on_a_trained_model(data, trained):
 
 
 @settings(max_examples=25, deadline=None)
-@given(eps=st.floats(0.0, 1.0), norm=st.sampled_from(["linf", "l2"]), steps=st.integers(0, 4),
-       step_size=st.floats(0.0, 2.0), start=st.sampled_from(["zero", "uniform"]), changes=st.integers(0, 2),
-       which=st.sampled_from(["accuracy", "dp", "eopp", "eodds"]), seed=st.integers(0, 3))
+@given(
+    eps=st.floats(0.0, 1.0),
+    norm=st.sampled_from(["linf", "l2"]),
+    steps=st.integers(0, 4),
+    step_size=st.floats(0.0, 2.0),
+    start=st.sampled_from(["zero", "uniform"]),
+    changes=st.integers(0, 2),
+    which=st.sampled_from(["accuracy", "dp", "eopp", "eodds"]),
+    seed=st.integers(0, 3),
+)
 def test_attacks_never_leave_their_budget(eps, norm, steps, step_size, start, changes, which, seed):
     data = synthetic_group_data(n_train=40, n_test=30, seed=seed, include_sensitive=True)
     torch.manual_seed(seed)
     model = build_group_model("mlp", data.layout.num_features, (8,))
     x, y, s = data.test.x, data.test.y, data.test.s
     mask = data.layout.continuous_mask()
-    args = dict(eps=eps, step_size=step_size, steps=steps, norm=norm, start=start, continuous_mask=mask,
-                blocks=data.layout.perturbable_blocks(), max_categorical_changes=changes,
-                generator=torch.Generator().manual_seed(seed))
+    args = dict(
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        norm=norm,
+        start=start,
+        continuous_mask=mask,
+        blocks=data.layout.perturbable_blocks(),
+        max_categorical_changes=changes,
+        generator=torch.Generator().manual_seed(seed),
+    )
     if which == "accuracy":
         x_adv = accuracy_attack(model, x, y, **args)
     else:
@@ -157,10 +179,10 @@ def test_attacks_never_leave_their_budget(eps, norm, steps, step_size, start, ch
     assert bool((size <= eps + 1e-5).all())
     changed_blocks = torch.zeros(len(y), dtype=torch.long)
     for block in data.layout.blocks:
-        part = x_adv[:, block.start:block.stop]
+        part = x_adv[:, block.start : block.stop]
         assert torch.equal(part.sum(dim=1), torch.ones(len(y)))  # still one-hot
         assert bool(((part == 0) | (part == 1)).all())
-        moved = (part != x[:, block.start:block.stop]).any(dim=1)
+        moved = (part != x[:, block.start : block.stop]).any(dim=1)
         if block.name == data.layout.protected_block:
             assert not bool(moved.any())  # the sensitive attribute is never changed
         changed_blocks += moved.long()
@@ -187,8 +209,13 @@ def test_attacks_restore_the_model_mode_and_leave_parameter_gradients_alone(data
         p.grad = torch.full_like(p, 7.0)
     try:
         fairness_attack(trained, data.test.x, data.test.y, data.test.s, notion="dp", **budget(data))
-        accuracy_attack(trained, data.test.x, data.test.y, max_categorical_changes=1,
-                        **budget(data, blocks=data.layout.perturbable_blocks()))
+        accuracy_attack(
+            trained,
+            data.test.x,
+            data.test.y,
+            max_categorical_changes=1,
+            **budget(data, blocks=data.layout.perturbable_blocks()),
+        )
         assert trained.training
         assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in trained.parameters())
     finally:
@@ -198,13 +225,16 @@ def test_attacks_restore_the_model_mode_and_leave_parameter_gradients_alone(data
 
 
 def test_zero_budget_returns_the_input(data, trained):
-    x_adv = fairness_attack(trained, data.test.x, data.test.y, data.test.s, notion="eodds",
-                            **budget(data, eps=0.0, start="uniform"))
+    x_adv = fairness_attack(
+        trained, data.test.x, data.test.y, data.test.s, notion="eodds", **budget(data, eps=0.0, start="uniform")
+    )
     assert torch.equal(x_adv, data.test.x)
 
 
-@pytest.mark.parametrize("field,value,match", [("norm", "l1", "attack.norm"), ("eps", -0.1, "attack.eps"),
-                                               ("start", "gaussian", "attack.start")])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [("norm", "l1", "attack.norm"), ("eps", -0.1, "attack.eps"), ("start", "gaussian", "attack.start")],
+)
 def test_invalid_budgets_name_the_field(data, field, value, match):
     args = budget(data, **{field: value})
     with pytest.raises(ConfigError, match=match):
@@ -213,15 +243,26 @@ def test_invalid_budgets_name_the_field(data, field, value, match):
 
 # ---- the feature domain ----
 
+
 @pytest.fixture(scope="module")
 def credit(tmp_path_factory):
     """A CSV table with whole-number (age, duration) and fractional (amount) continuous columns."""
     from group_tables import credit_csv
     from robustfair.group.config import DataConfig
     from robustfair.group.data import load_group_data_from_config
+
     path = credit_csv(tmp_path_factory.mktemp("credit") / "credit.csv", n=600)
-    return load_group_data_from_config(DataConfig(name="credit", csv=str(path), label="credit", positive="good",
-                                                  sensitive="sex", privileged="male", drop=("id",)))
+    return load_group_data_from_config(
+        DataConfig(
+            name="credit",
+            csv=str(path),
+            label="credit",
+            positive="good",
+            sensitive="sex",
+            privileged="male",
+            drop=("id",),
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -233,19 +274,31 @@ def credit_model(credit):
 def raw_values(data, x):
     """x [N, D] back in raw units on the continuous columns [N, C] (float64)."""
     cols = list(data.layout.continuous)
-    return x[:, cols].double() * torch.tensor(data.layout.std, dtype=torch.float64) + \
-        torch.tensor(data.layout.mean, dtype=torch.float64)
+    return x[:, cols].double() * torch.tensor(data.layout.std, dtype=torch.float64) + torch.tensor(
+        data.layout.mean, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("which", ["accuracy", "dp", "eopp", "eodds"])
 @pytest.mark.parametrize("norm,eps", [("linf", 0.5), ("l2", 0.8)])
 def test_bounded_attacks_keep_rows_in_the_training_range_with_whole_numbers(credit, credit_model, which, norm, eps):
     from robustfair.group.domain import FeatureDomain, domain_violations
+
     x, y, s = credit.train.x, credit.train.y, credit.train.s
-    args = dict(eps=eps, step_size=eps / 4, steps=10, norm=norm, start="uniform",
-                continuous_mask=credit.layout.continuous_mask(), generator=torch.Generator().manual_seed(0))
-    attack = (lambda **a: accuracy_attack(credit_model, x, y, **a)) if which == "accuracy" else \
-        (lambda **a: fairness_attack(credit_model, x, y, s, notion=which, **a))
+    args = dict(
+        eps=eps,
+        step_size=eps / 4,
+        steps=10,
+        norm=norm,
+        start="uniform",
+        continuous_mask=credit.layout.continuous_mask(),
+        generator=torch.Generator().manual_seed(0),
+    )
+    attack = (
+        (lambda **a: accuracy_attack(credit_model, x, y, **a))
+        if which == "accuracy"
+        else (lambda **a: fairness_attack(credit_model, x, y, s, notion=which, **a))
+    )
     bounded = attack(domain=FeatureDomain.from_layout(credit.layout), **args)
     raw = raw_values(credit, bounded)
     low, high = torch.tensor(credit.layout.low), torch.tensor(credit.layout.high)
@@ -266,6 +319,7 @@ def test_bounded_attacks_keep_rows_in_the_training_range_with_whole_numbers(cred
 def test_whole_number_shifts_reach_the_nearest_integer_inside_the_ball():
     from robustfair.group.domain import FeatureDomain
     from robustfair.group.tabular import FeatureLayout
+
     layout = FeatureLayout(("n",), (0,), (), mean=(10.0,), std=(4.0,), low=(0.0,), high=(30.0,), integer=(True,))
     domain = FeatureDomain.from_layout(layout)
     x = torch.tensor([[0.0], [0.0], [0.0], [-2.5]])  # raw 10, 10, 10, 0 (at the lower bound)
@@ -280,6 +334,7 @@ def test_whole_number_shifts_reach_the_nearest_integer_inside_the_ball():
 def test_a_test_row_beyond_the_training_range_is_never_pushed_further_out():
     from robustfair.group.domain import FeatureDomain
     from robustfair.group.tabular import FeatureLayout
+
     layout = FeatureLayout(("a",), (0,), (), mean=(0.0,), std=(1.0,), low=(-1.0,), high=(1.0,), integer=(False,))
     domain = FeatureDomain.from_layout(layout)
     x = torch.tensor([[2.0], [0.9]])
@@ -291,9 +346,17 @@ def test_a_test_row_beyond_the_training_range_is_never_pushed_further_out():
 @pytest.mark.parametrize("notion", NOTIONS)
 def test_unified_and_direct_attacks_coincide_inside_the_domain(credit, credit_model, notion):
     from robustfair.group.domain import FeatureDomain
+
     x, y, s = credit.test.x, credit.test.y, credit.test.s
-    args = dict(eps=0.5, step_size=0.1, steps=5, norm="linf", start="zero",
-                continuous_mask=credit.layout.continuous_mask(), domain=FeatureDomain.from_layout(credit.layout))
+    args = dict(
+        eps=0.5,
+        step_size=0.1,
+        steps=5,
+        norm="linf",
+        start="zero",
+        continuous_mask=credit.layout.continuous_mask(),
+        domain=FeatureDomain.from_layout(credit.layout),
+    )
     unified = fairness_attack(credit_model, x, y, s, notion=notion, **args)
     direct = direct_gap_attack(credit_model, x, y, s, notion=notion, **args)
     assert torch.allclose(unified, direct, atol=1e-6)
@@ -302,5 +365,6 @@ def test_unified_and_direct_attacks_coincide_inside_the_domain(credit, credit_mo
 def test_the_bounded_domain_needs_domain_information():
     from robustfair.group.domain import FeatureDomain
     from robustfair.group.tabular import FeatureLayout
+
     with pytest.raises(ConfigError, match="attack.domain=unbounded"):
         FeatureDomain.from_layout(FeatureLayout(("a",), (0,), ()))

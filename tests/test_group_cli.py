@@ -50,9 +50,28 @@ def csv_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("group")
     table = credit_csv(root / "german.csv", n=400)
     for name, options in SENSITIVE.items():
-        code = group("train", "--csv", table, "--label", "credit", "--positive", "good", *options,
-                     "--drop", "id", "--methods", "all", "--seeds", "0,1", "--out", root / "runs" / name,
-                     "--threads", "1", "--quiet", *TINY)
+        code = group(
+            "train",
+            "--csv",
+            table,
+            "--label",
+            "credit",
+            "--positive",
+            "good",
+            *options,
+            "--drop",
+            "id",
+            "--methods",
+            "all",
+            "--seeds",
+            "0,1",
+            "--out",
+            root / "runs" / name,
+            "--threads",
+            "1",
+            "--quiet",
+            *TINY,
+        )
         assert code == 0
     return root
 
@@ -81,13 +100,16 @@ def test_every_training_runs_on_a_csv_table_and_records_gaps_rates_and_intervals
 
 def hand_gaps(decisions, y, s):
     """DP, EOpp and EOdds (sum) of 0/1 decisions, by counting."""
+
     def rate(keep):
         chosen = [d for d, k in zip(decisions, keep) if k]
         return sum(chosen) / len(chosen)
 
     def diff(label):
-        return abs(rate([g == 1 and (label is None or t == label) for g, t in zip(s, y)])
-                   - rate([g == 0 and (label is None or t == label) for g, t in zip(s, y)]))
+        return abs(
+            rate([g == 1 and (label is None or t == label) for g, t in zip(s, y)])
+            - rate([g == 0 and (label is None or t == label) for g, t in zip(s, y)])
+        )
 
     return {"dp": diff(None), "eopp": diff(1), "eodds": diff(1) + diff(0)}
 
@@ -95,6 +117,7 @@ def hand_gaps(decisions, y, s):
 @pytest.mark.parametrize("name", list(SENSITIVE))
 def test_hard_gaps_equal_a_hand_computation_from_the_saved_model(csv_runs, name):
     from robustfair.group.runs import load_run_config, load_run_data, load_run_model
+
     run = csv_runs / "runs" / name / "fair_erm-seed0"
     config = load_run_config(run)
     data = load_run_data(run, config)
@@ -119,8 +142,10 @@ def test_eval_rebuilds_the_inputs_from_the_saved_encoding(csv_runs, capsys):
     unbounded = json.loads((csv_runs / "unbounded.json").read_text())["metrics"]
     assert unbounded["accuracy_attack"]["domain"]["rows_non_integer"] > 0
     assert group("eval", run, "--output", csv_runs / "alias.json", "--data-dir", DATA) == 0  # old option names
-    assert json.loads((csv_runs / "alias.json").read_text())["metrics"]["clean"] == \
-        json.loads((run / "results.json").read_text())["metrics"]["clean"]
+    assert (
+        json.loads((csv_runs / "alias.json").read_text())["metrics"]["clean"]
+        == json.loads((run / "results.json").read_text())["metrics"]["clean"]
+    )
     capsys.readouterr()
     assert group("eval", run, "train.lam=2") == 2
     assert "only eval.* settings" in capsys.readouterr().err
@@ -135,9 +160,14 @@ def test_compare_groups_by_dataset_sensitive_attribute_and_config(csv_runs, caps
     assert len(rows) == 10 and rows[0].startswith("| german | age | erm | 2 | ")
     assert rows[5].startswith("| german | sex | erm | 2 | ")
     assert "| DP hard | DP soft | DP hard, fair. attack | DP soft, fair. attack |" in out
-    hard = [100 * json.loads((csv_runs / "runs" / "age" / f"erm-seed{k}" / "results.json").read_text())
-            ["metrics"]["clean"]["gaps_hard"]["dp"] for k in (0, 1)]
-    assert f"{sum(hard) / 2:.2f} ± {abs(hard[0] - hard[1]) / 2 ** 0.5:.2f} [" in rows[0]
+    hard = [
+        100
+        * json.loads((csv_runs / "runs" / "age" / f"erm-seed{k}" / "results.json").read_text())["metrics"]["clean"][
+            "gaps_hard"
+        ]["dp"]
+        for k in (0, 1)
+    ]
+    assert f"{sum(hard) / 2:.2f} ± {abs(hard[0] - hard[1]) / 2**0.5:.2f} [" in rows[0]
     assert rate_table.count("| german | sex | ") == 10  # two groups per training
     capsys.readouterr()
     assert group("compare", csv_runs / "runs" / "sex", "--format", "csv", "--no-groups") == 0
@@ -161,14 +191,27 @@ def test_compare_refuses_duplicate_runs(csv_runs, capsys, tmp_path):
 def test_a_run_built_in_python_evaluates_from_the_command_line(tmp_path, capsys):
     from robustfair.group import evaluate_group_model, load_group_data_from_config, save_run, train_group_model
     from robustfair.group.cli import results_record
+
     table = credit_csv(tmp_path / "credit.csv", n=300)
-    config = load_group_config("table", [f"data.csv={table}", "data.name=credit", "data.label=credit",
-                                         "data.positive=good", "data.sensitive=sex", "data.privileged=male",
-                                         "data.drop=[id]", "train.method=erm", *TINY])
+    config = load_group_config(
+        "table",
+        [
+            f"data.csv={table}",
+            "data.name=credit",
+            "data.label=credit",
+            "data.positive=good",
+            "data.sensitive=sex",
+            "data.privileged=male",
+            "data.drop=[id]",
+            "train.method=erm",
+            *TINY,
+        ],
+    )
     data = load_group_data_from_config(config.data)
     model = train_group_model(data, config.model, config.train).model
-    metrics = evaluate_group_model(model, data.test, data.layout, config.eval.attack, bootstrap=config.eval.bootstrap,
-                                   group_names=data.group_names)
+    metrics = evaluate_group_model(
+        model, data.test, data.layout, config.eval.attack, bootstrap=config.eval.bootstrap, group_names=data.group_names
+    )
     save_run(tmp_path / "run", config, data, model, results_record(config, data, metrics, [], None, 0.0))
     assert group("eval", tmp_path / "run") == 0
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["metrics"]["clean"] == metrics["clean"]
@@ -185,24 +228,46 @@ def test_a_run_built_in_python_evaluates_from_the_command_line(tmp_path, capsys)
 def test_compare_keeps_a_custom_table_apart_from_a_preset_of_the_same_name():
     def result(fingerprint, acc, seed=0):
         m = {"accuracy": acc, "gaps": {"dp": 0.1}, "gaps_hard": {"dp": 0.2}}
-        return RunResult(Path(f"/r/{fingerprint}{seed}"), {
-            "config": {"data": {"name": "compas", "sensitive": "race"}, "train": {"method": "erm", "seed": seed}},
-            "data": {"fingerprint": {"train": fingerprint * 8, "test": fingerprint * 8}},
-            "metrics": {"clean": m, "accuracy_attack": m, "fairness_attack": {"dp": m}}})
+        return RunResult(
+            Path(f"/r/{fingerprint}{seed}"),
+            {
+                "config": {"data": {"name": "compas", "sensitive": "race"}, "train": {"method": "erm", "seed": seed}},
+                "data": {"fingerprint": {"train": fingerprint * 8, "test": fingerprint * 8}},
+                "metrics": {"clean": m, "accuracy_attack": m, "fairness_attack": {"dp": m}},
+            },
+        )
 
-    table = format_comparison([result("a", 0.8), result("b", 0.7), result("a", 0.6, seed=1)], fmt="csv",
-                              per_group=False).splitlines()
+    table = format_comparison(
+        [result("a", 0.8), result("b", 0.7), result("a", 0.6, seed=1)], fmt="csv", per_group=False
+    ).splitlines()
     assert table[0].startswith("Dataset,Sensitive,Training,Data,Seeds,Clean acc.")
     assert [row.split(",")[3:5] for row in table[1:]] == [["aaaaaaaaaaaaaaaa", "2"], ["bbbbbbbbbbbbbbbb", "1"]]
 
 
 # ---- the real COMPAS file ----
 
+
 def test_train_eval_compare_on_compas(tmp_path, capsys):
     need_compas()
     out = tmp_path / "runs"
-    assert group("train", "--preset", "compas", "--methods", "erm,joint", "--seeds", "0,1", "--out", out,
-                 "--data-root", DATA, "--quiet", *TINY) == 0
+    assert (
+        group(
+            "train",
+            "--preset",
+            "compas",
+            "--methods",
+            "erm,joint",
+            "--seeds",
+            "0,1",
+            "--out",
+            out,
+            "--data-root",
+            DATA,
+            "--quiet",
+            *TINY,
+        )
+        == 0
+    )
     run = out / "joint-seed1"
     results = json.loads((run / "results.json").read_text())
     assert results["data"]["test"]["rows"] == 1852
@@ -220,26 +285,32 @@ def test_train_eval_compare_on_compas(tmp_path, capsys):
 
 # ---- the error contract: one line `robustfair: error: ...`, exit 2 ----
 
-@pytest.mark.parametrize("argv,message", [
-    (["train", "--preset", "nope"], "unknown group preset 'nope'; valid group presets: adult, compas, table"),
-    (["train", "--preset", "compa"], "did you mean compas"),
-    (["train", "--preset", "compas", "train.lam=-1"], "train.lam: -1.0 is out of range"),
-    (["train", "--preset", "compas", "--methods", "sgd"], "--methods: unknown training 'sgd'"),
-    (["train", "--preset", "compas", "--seeds", "a,b"], "--seeds: expected integers"),
-    (["train", "--preset", "compas", "train.batch=3"], "train.batch: unknown field"),
-    (["train"], "give --preset"),
-    (["train", "--preset", "compas", "train.lam=1", "--methods", "erm", "train.epochs=x"],
-     "train.epochs: expected an integer, got 'x'"),  # an override after an option is still an override
-    (["train", "--csv", "/no/such.csv", "--label", "y", "--sensitive", "s", "--privileged", "a"], "no such file"),
-    (["train", "--csv", "x.csv", "--threshold", "old"], "--threshold: expected a number"),
-    (["train", "--threads", "x"], "argument --threads: invalid int value: 'x'"),
-    (["eval", "/nonexistent/run"], "is not a run directory"),
-    (["compare", "/nonexistent/runs"], "no such file or directory"),
-    (["compare", "a\nb"], "'a\\nb': no such file or directory"),
-    (["compare", "x", "--notion", "dp\nx"], "invalid choice: 'dp\\nx'"),
-    (["bogus\ncommand"], "invalid choice: 'bogus\\ncommand'"),
-    ([], "the following arguments are required"),
-])
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--preset", "nope"], "unknown group preset 'nope'; valid group presets: adult, compas, table"),
+        (["train", "--preset", "compa"], "did you mean compas"),
+        (["train", "--preset", "compas", "train.lam=-1"], "train.lam: -1.0 is out of range"),
+        (["train", "--preset", "compas", "--methods", "sgd"], "--methods: unknown training 'sgd'"),
+        (["train", "--preset", "compas", "--seeds", "a,b"], "--seeds: expected integers"),
+        (["train", "--preset", "compas", "train.batch=3"], "train.batch: unknown field"),
+        (["train"], "give --preset"),
+        (
+            ["train", "--preset", "compas", "train.lam=1", "--methods", "erm", "train.epochs=x"],
+            "train.epochs: expected an integer, got 'x'",
+        ),  # an override after an option is still an override
+        (["train", "--csv", "/no/such.csv", "--label", "y", "--sensitive", "s", "--privileged", "a"], "no such file"),
+        (["train", "--csv", "x.csv", "--threshold", "old"], "--threshold: expected a number"),
+        (["train", "--threads", "x"], "argument --threads: invalid int value: 'x'"),
+        (["eval", "/nonexistent/run"], "is not a run directory"),
+        (["compare", "/nonexistent/runs"], "no such file or directory"),
+        (["compare", "a\nb"], "'a\\nb': no such file or directory"),
+        (["compare", "x", "--notion", "dp\nx"], "invalid choice: 'dp\\nx'"),
+        (["bogus\ncommand"], "invalid choice: 'bogus\\ncommand'"),
+        ([], "the following arguments are required"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
     assert group(*argv) == 2
     err = capsys.readouterr().err
@@ -254,8 +325,12 @@ def test_missing_data_is_one_line(tmp_path, capsys):
 
 
 def test_module_entry_point_exits_non_zero_without_a_traceback():
-    proc = subprocess.run([sys.executable, "-m", "robustfair.group.cli", "train", "--preset", "nope"],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustfair.group.cli", "train", "--preset", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("robustfair: error: unknown group preset") and "Traceback" not in proc.stderr
     assert main(["train", "--preset", "nope"]) == 2

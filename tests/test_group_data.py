@@ -26,6 +26,7 @@ def need(*files):
 
 # ---- encoding, on a hand-made table ----
 
+
 def test_encoding_standardises_with_train_statistics_and_one_hots_train_categories():
     train = [{"a": "1", "c": "x"}, {"a": "3", "c": "y"}]
     test = [{"a": "5", "c": "z"}]  # category z unseen in training
@@ -57,6 +58,7 @@ def test_stratified_split_is_seeded_and_keeps_each_cell_share():
 
 
 # ---- real files ----
+
 
 def test_adult_official_split_sizes_and_features():
     need("adult.data", "adult.test")
@@ -101,8 +103,14 @@ def test_compas_filtering_split_and_features():
     need("compas-scores-two-years.csv")
     data = load_group_data("compas", DATA, sensitive="race")
     assert (len(data.train), len(data.test)) == (4320, 1852)  # 6,172 rows after ProPublica's filter
-    assert data.layout.names[:6] == ("age", "priors_count", "juv_fel_count", "juv_misd_count",
-                                     "juv_other_count", "length_of_stay")
+    assert data.layout.names[:6] == (
+        "age",
+        "priors_count",
+        "juv_fel_count",
+        "juv_misd_count",
+        "juv_other_count",
+        "length_of_stay",
+    )
     assert not any(n.startswith("race=") for n in data.layout.names)
     assert not any("decile" in n or "score" in n or "recid" in n for n in data.layout.names)
     assert int(data.train.s.sum() + data.test.s.sum()) == 2103  # Caucasian
@@ -144,10 +152,16 @@ def test_download_uses_the_official_urls_and_md5s(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "robustfair.data.download", fake)
     download_dataset_files("adult", tmp_path)
     assert calls == [
-        ("https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data", "adult.data",
-         "5d7c39d7b8804f071cdd1f2a7c460872"),
-        ("https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.test", "adult.test",
-         "35238206dfdf7f1fe215bbb874adecdc"),
+        (
+            "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",
+            "adult.data",
+            "5d7c39d7b8804f071cdd1f2a7c460872",
+        ),
+        (
+            "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.test",
+            "adult.test",
+            "35238206dfdf7f1fe215bbb874adecdc",
+        ),
     ]
     calls.clear()
     need("compas-scores-two-years.csv")

@@ -6,8 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robustfair.errors import ConfigError
-from robustfair.group.metrics import (accuracy, balanced_accuracy, demographic_parity_gap, equal_opportunity_gap,
-                                      equalized_odds_gap, fairness_gap, group_mean_difference, group_metrics)
+from robustfair.group.metrics import (
+    accuracy,
+    balanced_accuracy,
+    demographic_parity_gap,
+    equal_opportunity_gap,
+    equalized_odds_gap,
+    fairness_gap,
+    group_mean_difference,
+    group_metrics,
+)
 
 # A tiny table: 4 rows in each group.
 #   row:  0    1    2    3  |  4    5    6    7
@@ -101,10 +109,12 @@ def test_gaps_match_an_independent_python_computation(rows):
     assert fairness_gap("dp", p, y, s).item() == pytest.approx(mean_gap(lambda r: True), abs=1e-9)
     assert fairness_gap("eopp", p, y, s).item() == pytest.approx(mean_gap(lambda r: r[1] == 1), abs=1e-9)
     assert fairness_gap("eodds", p, y, s).item() == pytest.approx(
-        mean_gap(lambda r: r[1] == 0) + mean_gap(lambda r: r[1] == 1), abs=1e-9)
+        mean_gap(lambda r: r[1] == 0) + mean_gap(lambda r: r[1] == 1), abs=1e-9
+    )
 
 
 # ---- evaluation-level numbers: per-group rates, direction, undefined gaps ----
+
 
 def test_per_group_rates_and_direction_by_hand():
     m = group_metrics(P, Y, S, group_names=("a", "b"))
@@ -129,12 +139,15 @@ def test_an_empty_stratum_is_undefined_with_a_reason_never_zero():
     m = group_metrics(torch.tensor([0.9, 0.2, 0.3, 0.1]), y, s, group_names=("a", "b"))
     assert m["gaps"]["eopp"] is None and m["gaps_hard"]["eodds"] is None
     assert m["gaps_hard"]["dp"] == pytest.approx(0.5)  # DP still defined
-    assert m["undefined"] == {"eopp": "no positive rows (y=1) of group 'b' (s=1) in this set",
-                              "eodds": "no positive rows (y=1) of group 'b' (s=1) in this set"}
+    assert m["undefined"] == {
+        "eopp": "no positive rows (y=1) of group 'b' (s=1) in this set",
+        "eodds": "no positive rows (y=1) of group 'b' (s=1) in this set",
+    }
     assert m["groups"]["1"]["hard"]["tpr"] is None and m["direction"]["hard"]["eopp"] is None
 
 
 # ---- bootstrap intervals ----
+
 
 def _table(n, seed):
     g = torch.Generator().manual_seed(seed)
@@ -148,6 +161,7 @@ def test_bootstrap_interval_matches_an_independent_computation():
     import numpy as np
 
     from robustfair.group.bootstrap import bootstrap_intervals, resample_weights
+
     p, pred, y, s = _table(300, 0)
     got = bootstrap_intervals({"c": (p, pred)}, y, s, resamples=200, seed=7, level=0.9)["c"]
     weights = np.concatenate(list(resample_weights(300, 200, 7)))
@@ -169,6 +183,7 @@ def test_bootstrap_interval_matches_an_independent_computation():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bootstrap_interval_contains_the_point_estimate_and_shrinks_with_more_rows(seed):
     from robustfair.group.bootstrap import bootstrap_intervals, point_gaps
+
     widths = []
     for n in (400, 6400):
         p, pred, y, s = _table(n, seed)
@@ -184,6 +199,7 @@ def test_bootstrap_interval_contains_the_point_estimate_and_shrinks_with_more_ro
 
 def test_bootstrap_is_seeded():
     from robustfair.group.bootstrap import bootstrap_intervals
+
     p, pred, y, s = _table(300, 3)
     run = [bootstrap_intervals({"c": (p, pred)}, y, s, resamples=100, seed=k, level=0.95)["c"] for k in (1, 1, 2)]
     assert run[0] == run[1] and run[0] != run[2]
@@ -191,9 +207,11 @@ def test_bootstrap_is_seeded():
 
 # ---- cross-check with fairlearn (test-time only; robustfair never imports it) ----
 
+
 def test_hard_and_soft_gaps_agree_with_fairlearn():
     metrics = pytest.importorskip("fairlearn.metrics", reason="fairlearn not installed (a test-time cross-check)")
     import numpy as np
+
     p, pred, y, s = _table(500, 4)
     m = group_metrics(torch.from_numpy(p), torch.from_numpy(y), torch.from_numpy(s))
     kw = {"sensitive_features": s}
@@ -201,12 +219,18 @@ def test_hard_and_soft_gaps_agree_with_fairlearn():
     assert m["gaps_hard"]["eopp"] == pytest.approx(metrics.equal_opportunity_difference(y, pred, **kw), abs=1e-12)
     # robustfair's EOdds is the SUM of the TPR and FPR differences: twice fairlearn's mean form
     assert m["gaps_hard"]["eodds"] == pytest.approx(
-        2 * metrics.equalized_odds_difference(y, pred, agg="mean", **kw), abs=1e-12)
-    frame = metrics.MetricFrame(metrics={"sel": metrics.selection_rate, "tpr": metrics.true_positive_rate,
-                                         "fpr": metrics.false_positive_rate}, y_true=y, y_pred=pred, **kw)
+        2 * metrics.equalized_odds_difference(y, pred, agg="mean", **kw), abs=1e-12
+    )
+    frame = metrics.MetricFrame(
+        metrics={"sel": metrics.selection_rate, "tpr": metrics.true_positive_rate, "fpr": metrics.false_positive_rate},
+        y_true=y,
+        y_pred=pred,
+        **kw,
+    )
     for g in (0, 1):
         hard = m["groups"][str(g)]["hard"]
         assert [hard["selection_rate"], hard["tpr"], hard["fpr"]] == pytest.approx(
-            list(frame.by_group.loc[g, ["sel", "tpr", "fpr"]]), abs=1e-12)
+            list(frame.by_group.loc[g, ["sel", "tpr", "fpr"]]), abs=1e-12
+        )
     mean = metrics.MetricFrame(metrics=lambda yt, yp: float(np.mean(yp)), y_true=y, y_pred=p, **kw)
     assert m["gaps"]["dp"] == pytest.approx(mean.difference(), abs=1e-12)

@@ -33,7 +33,7 @@ def shown_after(line_index: int, count: int) -> list[str]:
     i += 1
     while not lines[i].strip():
         i += 1
-    return lines[i:i + count]
+    return lines[i : i + count]
 
 
 def test_the_document_has_group_compare_commands():
@@ -46,8 +46,11 @@ def expand(args: list[str]) -> list[str] | None:
     out = []
     for a in args:
         if a.startswith("runs/"):
-            matches = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(a)) if glob.has_magic(a) else \
-                ([a] if (ROOT / a).exists() else [])
+            matches = (
+                sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(a))
+                if glob.has_magic(a)
+                else ([a] if (ROOT / a).exists() else [])
+            )
             if not matches:
                 return None
             out.extend(matches)
@@ -56,8 +59,7 @@ def expand(args: list[str]) -> list[str] | None:
     return out
 
 
-@pytest.mark.parametrize("line_index,args", compare_commands(),
-                         ids=lambda v: str(v) if isinstance(v, int) else None)
+@pytest.mark.parametrize("line_index,args", compare_commands(), ids=lambda v: str(v) if isinstance(v, int) else None)
 def test_group_table_in_the_document_is_the_command_output(line_index, args, monkeypatch, capsys):
     expanded = expand(args)
     if expanded is None:

@@ -16,8 +16,16 @@ from robustfair.group.encoding import TableEncoder
 
 
 def table(path, **fields):
-    fields = {"name": "credit", "csv": str(path), "label": "credit", "positive": "good", "sensitive": "sex",
-              "privileged": "male", "drop": ("id",), **fields}
+    fields = {
+        "name": "credit",
+        "csv": str(path),
+        "label": "credit",
+        "positive": "good",
+        "sensitive": "sex",
+        "privileged": "male",
+        "drop": ("id",),
+        **fields,
+    }
     return DataConfig(**fields)
 
 
@@ -53,8 +61,9 @@ def test_a_numeric_sensitive_column_is_binarised_by_a_threshold(credit):
     assert data.group_names == ("age < 25", "age >= 25")
     assert int(data.train.s.sum() + data.test.s.sum()) == sum(int(r["age"]) >= 25 for r in rows)
     assert "age" not in data.layout.names
-    kept = load_group_data_from_config(table(credit, sensitive="age", privileged=None, threshold=25.0,
-                                             include_sensitive=True))
+    kept = load_group_data_from_config(
+        table(credit, sensitive="age", privileged=None, threshold=25.0, include_sensitive=True)
+    )
     assert kept.layout.protected_block == "age" and "age" in kept.layout.names
     assert not bool(kept.layout.continuous_mask()[kept.layout.names.index("age")])  # never attacked
 
@@ -63,8 +72,9 @@ def test_named_roles_a_given_test_file_and_declared_bounds(tmp_path):
     rows = credit_rows(300)
     train = write_csv(tmp_path / "train.csv", rows[:200])
     test = write_csv(tmp_path / "test.csv", rows[200:])
-    data = load_group_data_from_config(table(train, test_csv=str(test), categorical=("duration",),
-                                             integer=("age",), bounds={"amount": [0, 100000]}))
+    data = load_group_data_from_config(
+        table(train, test_csv=str(test), categorical=("duration",), integer=("age",), bounds={"amount": [0, 100000]})
+    )
     assert (len(data.train), len(data.test)) == (200, 100)
     assert data.info["columns"]["categorical"][0] == "duration"
     assert data.info["columns"]["integer"] == ["age"]
@@ -91,8 +101,17 @@ def test_missing_values_drop_their_rows(tmp_path):
 
 
 def test_text_overrides_are_taken_verbatim(credit):
-    config = load_group_config("table", [f"data.csv={credit}", "data.name=credit", "data.label=credit",
-                                         "data.positive=1", "data.privileged=yes", "data.sensitive=foreign"])
+    config = load_group_config(
+        "table",
+        [
+            f"data.csv={credit}",
+            "data.name=credit",
+            "data.label=credit",
+            "data.positive=1",
+            "data.privileged=yes",
+            "data.sensitive=foreign",
+        ],
+    )
     assert (config.data.positive, config.data.privileged) == ("1", "yes")
 
 
@@ -112,27 +131,30 @@ OTHER = "2,40,female,24,2000.00,car,rent,no,bad\n"
 CELLS = HEADER + (ROW + OTHER + "3,50,female,6,500.00,car,own,no,good\n" + "4,22,male,36,900.00,car,own,no,bad\n") * 3
 
 
-@pytest.mark.parametrize("text,fields,expected", [
-    ("", {}, "empty file"),
-    (HEADER, {}, "a header but no data rows"),
-    (HEADER + ROW + "3,50,male\n", {}, "line 3: expected 9 fields like the header, got 3"),
-    ("a,a,b\n1,2,3\n", {}, "column 'a' appears twice"),
-    ("a,,b\n1,2,3\n", {}, "column 2 of the header has no name"),
-    (b"\xff\xfe\x00a,b\n", {}, "not UTF-8"),
-    ('a,b\n"1,2\n', {}, "malformed CSV"),
-    (HEADER + ROW + OTHER, {"label": "outcome"}, "label column 'outcome' is not in"),
-    (HEADER + ROW + OTHER, {"sensitive": "gender"}, "sensitive column 'gender' is not in"),
-    (HEADER + ROW + ROW, {}, "label column 'credit' has one value ('good')"),
-    (HEADER + ROW + OTHER, {"positive": "god"}, "did you mean 'good'"),
-    (HEADER + ROW + OTHER, {"privileged": "men"}, "data.privileged 'men' does not occur"),
-    (HEADER + ROW + ROW.replace("good", "bad"), {}, "sensitive column 'sex' has one value ('male')"),
-    (HEADER + ROW + OTHER, {"privileged": None}, "say which group is s = 1 with data.privileged"),
-    (HEADER + ROW + OTHER, {"sensitive": "purpose", "privileged": None, "threshold": 3.0}, "numeric"),
-    (CELLS, {"continuous": ("purpose",)}, "column 'purpose': 'car' is not a finite number"),
-    (HEADER + ROW + OTHER, {"continuous": ("salary",)}, "data.continuous column 'salary' is not in"),
-    (CELLS, {"integer": ("purpose",)}, "not a continuous feature column"),
-    (HEADER + ROW + OTHER, {}, "the test part is empty"),
-])
+@pytest.mark.parametrize(
+    "text,fields,expected",
+    [
+        ("", {}, "empty file"),
+        (HEADER, {}, "a header but no data rows"),
+        (HEADER + ROW + "3,50,male\n", {}, "line 3: expected 9 fields like the header, got 3"),
+        ("a,a,b\n1,2,3\n", {}, "column 'a' appears twice"),
+        ("a,,b\n1,2,3\n", {}, "column 2 of the header has no name"),
+        (b"\xff\xfe\x00a,b\n", {}, "not UTF-8"),
+        ('a,b\n"1,2\n', {}, "malformed CSV"),
+        (HEADER + ROW + OTHER, {"label": "outcome"}, "label column 'outcome' is not in"),
+        (HEADER + ROW + OTHER, {"sensitive": "gender"}, "sensitive column 'gender' is not in"),
+        (HEADER + ROW + ROW, {}, "label column 'credit' has one value ('good')"),
+        (HEADER + ROW + OTHER, {"positive": "god"}, "did you mean 'good'"),
+        (HEADER + ROW + OTHER, {"privileged": "men"}, "data.privileged 'men' does not occur"),
+        (HEADER + ROW + ROW.replace("good", "bad"), {}, "sensitive column 'sex' has one value ('male')"),
+        (HEADER + ROW + OTHER, {"privileged": None}, "say which group is s = 1 with data.privileged"),
+        (HEADER + ROW + OTHER, {"sensitive": "purpose", "privileged": None, "threshold": 3.0}, "numeric"),
+        (CELLS, {"continuous": ("purpose",)}, "column 'purpose': 'car' is not a finite number"),
+        (HEADER + ROW + OTHER, {"continuous": ("salary",)}, "data.continuous column 'salary' is not in"),
+        (CELLS, {"integer": ("purpose",)}, "not a continuous feature column"),
+        (HEADER + ROW + OTHER, {}, "the test part is empty"),
+    ],
+)
 def test_malformed_tables_give_one_line_errors(tmp_path, text, fields, expected):
     assert expected in read_error(tmp_path, text, **fields)
 

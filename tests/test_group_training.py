@@ -44,8 +44,13 @@ def test_each_loss_is_its_formula(data, method):
     ce_acc = F.binary_cross_entropy_with_logits(model(x_acc), y.float())
     gap_x = fairness_gap("eodds", torch.sigmoid(model(x)), y, s)
     gap_fair = fairness_gap("eodds", torch.sigmoid(model(x_fair)), y, s)
-    expected = {"erm": ce_x, "fair_erm": ce_x + 2.5 * gap_x, "acc_at": ce_acc,
-                "fair_at": ce_x + 2.5 * gap_fair, "joint": ce_acc + 2.5 * gap_fair}[method]
+    expected = {
+        "erm": ce_x,
+        "fair_erm": ce_x + 2.5 * gap_x,
+        "acc_at": ce_acc,
+        "fair_at": ce_x + 2.5 * gap_fair,
+        "joint": ce_acc + 2.5 * gap_fair,
+    }[method]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert ("gap" in logs) == (method in ("fair_erm", "fair_at", "joint"))
     assert gap_fair.item() > gap_x.item()  # the attack in the formula really widens the gap
@@ -57,11 +62,13 @@ def test_training_is_seeded(data, method):
     first = train_group_model(data, ModelConfig("mlp", (8,)), config)
     second = train_group_model(data, ModelConfig("mlp", (8,)), config)
     other = train_group_model(data, ModelConfig("mlp", (8,)), dataclasses.replace(config, seed=4))
-    for (name, a), b, c in zip(first.model.state_dict().items(), second.model.state_dict().values(),
-                               other.model.state_dict().values()):
+    for (name, a), b, _ in zip(
+        first.model.state_dict().items(), second.model.state_dict().values(), other.model.state_dict().values()
+    ):
         assert torch.equal(a, b), name
-    assert any(not torch.equal(a, c) for a, c in zip(first.model.state_dict().values(),
-                                                      other.model.state_dict().values()))
+    assert any(
+        not torch.equal(a, c) for a, c in zip(first.model.state_dict().values(), other.model.state_dict().values())
+    )
     assert len(first.history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in first.history)
     assert not first.model.training
 
@@ -72,16 +79,18 @@ def test_trainings_move_the_numbers_they_target(data):
     attack = AttackConfig(eps=0.3, step_size=0.075, steps=10)
     results = {}
     for method in TRAINING_NAMES:
-        config = TrainConfig(method=method, notion="dp", lam=2.0, epochs=40, batch_size=0, lr=0.01, seed=0,
-                             attack=attack)
+        config = TrainConfig(
+            method=method, notion="dp", lam=2.0, epochs=40, batch_size=0, lr=0.01, seed=0, attack=attack
+        )
         model = train_group_model(data, ModelConfig("logistic", ()), config).model
         results[method] = evaluate_group_model(model, data.test, data.layout, attack, seed=0)
     erm = results["erm"]
     assert results["fair_erm"]["clean"]["gaps"]["dp"] < erm["clean"]["gaps"]["dp"] - 0.05
     assert results["acc_at"]["accuracy_attack"]["accuracy"] > erm["accuracy_attack"]["accuracy"]
     for method in ("fair_at", "joint"):
-        assert results[method]["fairness_attack"]["dp"]["gaps"]["dp"] < \
-            erm["fairness_attack"]["dp"]["gaps"]["dp"] - 0.05
+        assert (
+            results[method]["fairness_attack"]["dp"]["gaps"]["dp"] < erm["fairness_attack"]["dp"]["gaps"]["dp"] - 0.05
+        )
 
 
 def test_a_non_finite_loss_names_epoch_and_step(data):

@@ -24,8 +24,9 @@ SEED = 3
 
 
 def tiny_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size * input_size, 24), nn.ReLU(),
-                         nn.Linear(24, num_classes))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_channels * input_size * input_size, 24), nn.ReLU(), nn.Linear(24, num_classes)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +70,24 @@ def test_every_method_builds_and_gives_a_finite_loss_in_a_hand_step(name):
 def test_method_loss_in_a_hand_loop_equals_the_engines_first_step(tmp_path, digits):
     train, test = digits
     method_fields = {"eps": 0.1, "step_size": 0.025, "steps": 3, "beta": 6.0, "alpha": 1.0}
-    overrides = ["train.epochs=1", f"train.batch_size={len(train)}", "data.val_per_class=0", "eval.attack=none",
-                 "eval.sanity_checks=false", f"seed={SEED}", "schedule.milestones=[]",
-                 f"model.name={MODULE}:tiny_net"] + [f"method.{k}={v}" for k, v in method_fields.items()]
-    robustfair.train("digits_bat", tmp_path / "run", train_data=train, test_data=test, overrides=overrides,
-                     quiet=True)
+    overrides = [
+        "train.epochs=1",
+        f"train.batch_size={len(train)}",
+        "data.val_per_class=0",
+        "eval.attack=none",
+        "eval.sanity_checks=false",
+        f"seed={SEED}",
+        "schedule.milestones=[]",
+        f"model.name={MODULE}:tiny_net",
+    ] + [f"method.{k}={v}" for k, v in method_fields.items()]
+    robustfair.train("digits_bat", tmp_path / "run", train_data=train, test_data=test, overrides=overrides, quiet=True)
     engine_loss = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["loss"]
 
-    torch.manual_seed(SEED)                     # the engine builds the model under the run's seed ...
+    torch.manual_seed(SEED)  # the engine builds the model under the run's seed ...
     model = tiny_net()
     method = robustfair.methods.build("bat", num_classes=10, **method_fields)
     loader = DeviceLoader(train, len(train), shuffle=True, seed=SEED)
-    torch.manual_seed(step_seed(SEED))          # ... and seeds the attack starts with step_seed
+    torch.manual_seed(step_seed(SEED))  # ... and seeds the attack starts with step_seed
     model.train()
     x, y = next(iter(loader))
     out = method.loss(model, x, y)
@@ -94,12 +101,23 @@ def test_epoch_hooks_in_a_hand_loop_reproduce_the_engine(tmp_path, digits):
     train, test = digits
     fields = {"eps": 0.1, "step_size": 0.025, "steps": 2}
     batch, lr = 40, 0.05
-    overrides = ["train.epochs=2", f"train.batch_size={batch}", "data.val_per_class=3", "train.val_attack=none",
-                 "eval.attack=none", "eval.sanity_checks=false", f"seed={SEED}", f"optim.lr={lr}",
-                 "schedule.name=constant", "schedule.milestones=[]", "init_from=null",
-                 f"model.name={MODULE}:tiny_net"] + [f"method.{k}={v}" for k, v in fields.items()]
-    robustfair.train("digits_frl_rwrm", tmp_path / "run", train_data=train, test_data=test, overrides=overrides,
-                     quiet=True)
+    overrides = [
+        "train.epochs=2",
+        f"train.batch_size={batch}",
+        "data.val_per_class=3",
+        "train.val_attack=none",
+        "eval.attack=none",
+        "eval.sanity_checks=false",
+        f"seed={SEED}",
+        f"optim.lr={lr}",
+        "schedule.name=constant",
+        "schedule.milestones=[]",
+        "init_from=null",
+        f"model.name={MODULE}:tiny_net",
+    ] + [f"method.{k}={v}" for k, v in fields.items()]
+    robustfair.train(
+        "digits_frl_rwrm", tmp_path / "run", train_data=train, test_data=test, overrides=overrides, quiet=True
+    )
     engine = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     engine_logs = [json.loads(line)["method"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
 
@@ -146,14 +164,16 @@ def test_epochs_helper_calls_both_hooks_and_restores_the_mode():
     method = Recorder(robustfair.methods.MethodConfig(), num_classes=10)
     logged = []
     val = (torch.rand(10, 1, 8, 8), torch.arange(10))
-    for epoch in robustfair.methods.epochs(method, model, 3, val_data=val, start_epoch=1,
-                                           log=lambda e, v: logged.append((e, v))):
+    for epoch in robustfair.methods.epochs(
+        method, model, 3, val_data=val, start_epoch=1, log=lambda e, v: logged.append((e, v))
+    ):
         assert model.training
         calls.append(("body", epoch))
     assert calls == [("start", 1, 3, True), ("body", 1), ("end", 1), ("start", 2, 3, True), ("body", 2), ("end", 2)]
     assert logged == [(1, {"seen": 1}), (2, {"seen": 2})]
-    ctx = robustfair.methods.epoch_context(model, epoch=0, num_epochs=1, num_classes=10, eps=0.1,
-                                           val_loader=validation_batches(val, torch.device("cpu")))
+    ctx = robustfair.methods.epoch_context(
+        model, epoch=0, num_epochs=1, num_classes=10, eps=0.1, val_loader=validation_batches(val, torch.device("cpu"))
+    )
     result = ctx.evaluate(model, ctx.val_loader, "pgd10")
     assert sum(result.to_dict()["per_class"]["count"]) == 10
 

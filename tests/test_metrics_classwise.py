@@ -24,8 +24,15 @@ ADV = [0, 1, 2, 0, 1, 0, 1, 2, 0, 1]
 
 
 def hand_result() -> ClasswiseResult:
-    return classwise_result(Y, CLEAN, ADV, num_classes=3, classes=["cat", "dog", "frog"],
-                            dataset="toy", attack={"name": "pgd20", "eps": 8 / 255})
+    return classwise_result(
+        Y,
+        CLEAN,
+        ADV,
+        num_classes=3,
+        classes=["cat", "dog", "frog"],
+        dataset="toy",
+        attack={"name": "pgd20", "eps": 8 / 255},
+    )
 
 
 def test_hand_computed_per_class_numbers():
@@ -51,9 +58,9 @@ def test_hand_computed_summary_in_percent():
     assert summary["avg_std_err"] == pytest.approx(20.0)
     assert summary["avg_rob_err"] == pytest.approx(70.0)
     assert summary["avg_bndy_err"] == pytest.approx(50.0)
-    assert summary["worst_std_err"] == pytest.approx(100 / 3)     # class 1
-    assert summary["worst_rob_err"] == pytest.approx(75.0)        # class 0
-    assert summary["worst_bndy_err"] == pytest.approx(200 / 3)    # class 2
+    assert summary["worst_std_err"] == pytest.approx(100 / 3)  # class 1
+    assert summary["worst_rob_err"] == pytest.approx(75.0)  # class 0
+    assert summary["worst_bndy_err"] == pytest.approx(200 / 3)  # class 2
     result = hand_result()
     assert result.average_clean_err == pytest.approx(0.2)
     assert result.average_boundary_err == pytest.approx(0.5)
@@ -65,8 +72,14 @@ def test_to_dict_shape_and_json_round_trip():
     data = result.to_dict()
     assert {"dataset", "classes", "attack", "per_class", "summary", "confusion"} <= set(data)
     assert {"clean_acc", "robust_acc", "boundary_err", "count"} <= set(data["per_class"])
-    assert set(data["summary"]) == {"avg_std_err", "worst_std_err", "avg_bndy_err", "worst_bndy_err",
-                                    "avg_rob_err", "worst_rob_err"}
+    assert set(data["summary"]) == {
+        "avg_std_err",
+        "worst_std_err",
+        "avg_bndy_err",
+        "worst_bndy_err",
+        "avg_rob_err",
+        "worst_rob_err",
+    }
     assert set(data["confusion"]) == {"clean", "adversarial"}
     assert data["dataset"] == "toy" and data["classes"] == ["cat", "dog", "frog"]
     assert data["attack"] == {"name": "pgd20", "eps": 8 / 255}
@@ -120,9 +133,16 @@ def test_bad_inputs_raise_clear_errors():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda c: st.tuples(
-    st.just(c), st.lists(st.tuples(st.integers(0, c - 1), st.integers(0, c - 1), st.integers(0, c - 1)),
-                         min_size=1, max_size=40))))
+@given(
+    st.integers(1, 6).flatmap(
+        lambda c: st.tuples(
+            st.just(c),
+            st.lists(
+                st.tuples(st.integers(0, c - 1), st.integers(0, c - 1), st.integers(0, c - 1)), min_size=1, max_size=40
+            ),
+        )
+    )
+)
 def test_properties_on_random_predictions(case):
     num_classes, rows = case
     y, clean, adv = (np.array(col) for col in zip(*rows))
@@ -142,6 +162,7 @@ def test_properties_on_random_predictions(case):
 
 # ---- evaluate_classwise --------------------------------------------------------------------
 
+
 def linear_model() -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -159,7 +180,7 @@ def toy_data(n: int = 37) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def batches(x, y, size=8):
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(y), size)]
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
 
 
 def test_clean_evaluation_equals_the_pure_function():
@@ -203,8 +224,9 @@ def test_attack_predictions_are_counted_like_the_pure_function():
         return 1.0 - x_batch
 
     result = evaluate_classwise(model, batches(x, y, 5), attack=flip, num_classes=3)
-    expected = classwise_result(y, model(x).argmax(1), model(1 - x).argmax(1), num_classes=3,
-                                attack={"name": "flip", "seed": 0})
+    expected = classwise_result(
+        y, model(x).argmax(1), model(1 - x).argmax(1), num_classes=3, attack={"name": "flip", "seed": 0}
+    )
     assert result == expected
     assert result.summary()["avg_bndy_err"] > 0
 
@@ -222,7 +244,7 @@ def test_gradient_attack_works_under_no_grad():
     def one_step(m, x_batch, y_batch):
         x_batch = x_batch.clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(m(x_batch), y_batch)
-        grad, = torch.autograd.grad(loss, x_batch)
+        (grad,) = torch.autograd.grad(loss, x_batch)
         return (x_batch + 0.5 * grad.sign()).clamp(0, 1).detach()
 
     with torch.no_grad():
@@ -270,8 +292,9 @@ def test_evaluate_rejects_bad_labels_and_wrong_num_classes():
     with pytest.raises(ConfigError, match="num_classes"):
         evaluate_classwise(model, [(x, torch.tensor([0, 1, 2, 2]))], attack=None, num_classes=4)
     with pytest.raises(ConfigError, match="attack_overrides"):
-        evaluate_classwise(model, [(x, torch.tensor([0, 1, 2, 2]))], attack=None, num_classes=3,
-                           attack_overrides={"eps": 0.1})
+        evaluate_classwise(
+            model, [(x, torch.tensor([0, 1, 2, 2]))], attack=None, num_classes=3, attack_overrides={"eps": 0.1}
+        )
     with pytest.raises(ConfigError, match="batch_size"):
         evaluate_classwise(model, [], attack=None, num_classes=3, batch_size=0)
 
@@ -290,8 +313,7 @@ def test_named_fgsm_attack():
     clean = evaluate_classwise(model, batches(x, y), attack=None, num_classes=3)
     zero = evaluate_classwise(model, batches(x, y), attack="fgsm", attack_overrides={"eps": 0.0}, num_classes=3)
     np.testing.assert_array_equal(zero.robust_correct, np.diag(clean.clean_confusion))
-    attacked = evaluate_classwise(model, batches(x, y), attack="fgsm", attack_overrides={"eps": 0.25},
-                                  num_classes=3)
+    attacked = evaluate_classwise(model, batches(x, y), attack="fgsm", attack_overrides={"eps": 0.25}, num_classes=3)
     assert attacked.attack["name"] == "fgsm" and attacked.attack["overrides"] == {"eps": 0.25}
     assert attacked.attack["eps"] == 0.25  # the attack's own description is recorded
     np.testing.assert_array_equal(attacked.clean_confusion, clean.clean_confusion)

@@ -43,20 +43,25 @@ def test_every_model_forward_and_backward_on_several_geometries(name):
         assert not missing, missing
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("preact_resnet18", 11_171_146),  # FRL / kuangliu PreActResNet18, CIFAR-10
-    ("resnet18", 11_173_962),         # CIFAR ResNet-18 (BAT, TRADES-family repos)
-    ("wrn34_10", 46_160_474),         # TRADES WRN-34-10 (46.16M)
-    ("wrn28_10", 36_479_194),         # WRN-28-10 (36.48M)
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("preact_resnet18", 11_171_146),  # FRL / kuangliu PreActResNet18, CIFAR-10
+        ("resnet18", 11_173_962),  # CIFAR ResNet-18 (BAT, TRADES-family repos)
+        ("wrn34_10", 46_160_474),  # TRADES WRN-34-10 (46.16M)
+        ("wrn28_10", 36_479_194),  # WRN-28-10 (36.48M)
+    ],
+)
 def test_published_parameter_counts_for_cifar10(name, expected):
     model = build_model(name, num_classes=10)
     assert model_summary(model)["parameters"] == expected
 
 
 def test_wide_resnet_generic_matches_preset_and_small_depth_count():
-    assert sum(p.numel() for p in build_model("wide_resnet", num_classes=10, depth=34, widen_factor=10)
-               .parameters()) == 46_160_474
+    assert (
+        sum(p.numel() for p in build_model("wide_resnet", num_classes=10, depth=34, widen_factor=10).parameters())
+        == 46_160_474
+    )
     # WRN-10-1 by hand: conv1 3*16*9=432; one block per stage, widths 16/32/64, no projection in stage 1:
     # stage1 bn 2*16 + conv 16*16*9 + bn 2*16 + conv 16*16*9 = 4672
     # stage2 bn 2*16 + conv 16*32*9 + bn 2*32 + conv 32*32*9 + shortcut 16*32 = 14432
@@ -136,10 +141,14 @@ def test_unknown_option_names_the_valid_ones():
     assert model_options("wide_resnet") == {"depth": 34, "widen_factor": 10, "dropout": 0.0}
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"num_classes": 0}, "num_classes"), ({"num_classes": 10, "in_channels": 0}, "in_channels"),
-    ({"num_classes": 10, "input_size": 0}, "input_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 10, "in_channels": 0}, "in_channels"),
+        ({"num_classes": 10, "input_size": 0}, "input_size"),
+    ],
+)
 def test_invalid_shared_arguments_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         build_model("small_cnn", **kwargs)
@@ -159,8 +168,13 @@ def test_state_dict_keys_match_the_reference_repositories():
     resnet = build_model("resnet18", num_classes=10).state_dict()
     assert {"conv1.weight", "bn1.running_mean", "layer3.0.shortcut.1.weight", "linear.bias"} <= set(resnet)
     wrn = build_model("wide_resnet", num_classes=10, depth=10, widen_factor=2).state_dict()
-    assert {"conv1.weight", "block1.layer.0.convShortcut.weight", "block3.layer.0.bn2.weight",
-            "bn1.running_var", "fc.weight"} <= set(wrn)
+    assert {
+        "conv1.weight",
+        "block1.layer.0.convShortcut.weight",
+        "block3.layer.0.bn2.weight",
+        "bn1.running_var",
+        "fc.weight",
+    } <= set(wrn)
 
 
 @pytest.mark.parametrize("name", ["preact_resnet18", "resnet18", "small_cnn"])
@@ -170,7 +184,8 @@ def test_two_forward_passes_then_one_backward_like_trades(name):
     x_adv = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)
     logits_clean, logits_adv = model(x), model(x_adv)
     loss = F.cross_entropy(logits_clean, torch.tensor([0, 1, 2, 3])) + F.kl_div(
-        F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="batchmean")
+        F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="batchmean"
+    )
     loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

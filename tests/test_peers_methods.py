@@ -21,7 +21,7 @@ from robustfair.methods.base import EpochContext
 from robustfair.methods.cfa import CFA, CFAConfig
 from robustfair.methods.dafa import DAFA, DAFAConfig
 from robustfair.methods.faal import FAAL, FAALConfig
-from robustfair.methods.fat import FATAT, FATATConfig, FATTRADES, FATTRADESConfig, fat_tau
+from robustfair.methods.fat import FATAT, FATTRADES, FATATConfig, FATTRADESConfig, fat_tau
 from robustfair.methods.gairat import GAIRAT, GAIRATConfig
 from robustfair.methods.reweight import ATLogitAdjust, ATLogitAdjustConfig, ATReweight, ATReweightConfig
 from robustfair.methods.wat import WAT, WATConfig
@@ -45,10 +45,19 @@ def batch(n=12, seed=1, dtype=torch.float32):
 
 def make_ctx(model, epoch, val=None, num_epochs=100):
     def evaluate(m, loader, attack, **overrides):
-        return evaluate_classwise(m, loader, attack=attack, num_classes=C, device="cpu",
-                                  attack_overrides=overrides or None)
-    return EpochContext(epoch=epoch, num_epochs=num_epochs, model=model, device=torch.device("cpu"),
-                        num_classes=C, val_loader=val, evaluate=evaluate)
+        return evaluate_classwise(
+            m, loader, attack=attack, num_classes=C, device="cpu", attack_overrides=overrides or None
+        )
+
+    return EpochContext(
+        epoch=epoch,
+        num_epochs=num_epochs,
+        model=model,
+        device=torch.device("cpu"),
+        num_classes=C,
+        val_loader=val,
+        evaluate=evaluate,
+    )
 
 
 def roundtrip(method, tmp_path):
@@ -118,6 +127,7 @@ def test_loss_is_finite_with_grads_and_state_round_trips(cls, config, tmp_path):
 
 # ---- FAT -------------------------------------------------------------------------------
 
+
 def test_fat_tau_schedules_match_the_official_adjust_tau():
     at = {1: 0, 50: 0, 51: 1, 90: 1, 91: 2, 120: 2}
     for epoch, tau in at.items():
@@ -138,7 +148,7 @@ def fat_reference(model, x, y, eps, step, steps, tau):
     for _ in range(steps):
         xa = current.clone().requires_grad_(True)
         logits = model(xa)
-        grad, = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xa)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xa)
         pred = logits.argmax(1)
         keep = []
         for i in active:
@@ -174,6 +184,7 @@ def test_fat_stops_like_the_official_loop(tau):
 
 # ---- GAIRAT ----------------------------------------------------------------------------
 
+
 def gairat_reference(model, x, y, eps, step, steps):
     model.eval()
     current = x.clone()
@@ -182,7 +193,7 @@ def gairat_reference(model, x, y, eps, step, steps):
         xa = current.clone().requires_grad_(True)
         logits = model(xa)
         kappa += (logits.argmax(1) == y).float()
-        grad, = torch.autograd.grad(F.cross_entropy(logits, y), xa)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), xa)
         current = torch.min(torch.max(current + step * grad.sign(), x - eps), x + eps).clamp(0, 1)
     return current.detach(), kappa
 
@@ -210,6 +221,7 @@ def test_gairat_loss_is_the_tanh_weighted_ce_from_begin_epoch():
 
 # ---- CFA -------------------------------------------------------------------------------
 
+
 def test_cfa_calibrated_eps_beta_and_loss():
     model = tiny_model()
     x, y = batch()
@@ -225,6 +237,7 @@ def test_cfa_calibrated_eps_beta_and_loss():
 
     # the loss from the same adversarial examples (same seed), recomputed by hand
     from robustfair.attacks import pgd
+
     torch.manual_seed(7)
     out = method.loss(model, x, y)
     torch.manual_seed(7)
@@ -286,6 +299,7 @@ def test_cfa_fawa_needs_a_validation_split():
 
 # ---- WAT -------------------------------------------------------------------------------
 
+
 def test_wat_hedge_update_and_weighted_loss_by_hand():
     model = tiny_model()
     x, y = batch()
@@ -332,6 +346,7 @@ def test_wat_validation_cost_is_scaled_like_the_code():
 
     # the code's own split: 300 per class, 3,000 images in 24 batches of 128 -> 3,072
     from robustfair.methods.wat import wat_validation_costs
+
     sums = torch.tensor([600.0, 900.0, 1500.0], dtype=torch.float64)
     counts = torch.tensor([1000.0, 1000.0, 1000.0], dtype=torch.float64)
     code = wat_validation_costs(sums, counts, "code", 128)
@@ -347,6 +362,7 @@ def test_wat_initial_weights_are_ones():
 
 
 # ---- DAFA ------------------------------------------------------------------------------
+
 
 def test_dafa_similarity_weights_and_weighted_ce():
     model = tiny_model()
@@ -381,6 +397,7 @@ def test_dafa_budgets_scale_with_the_class_weight():
     method.on_epoch_start(make_ctx(model, 80))
     seen = {}
     import robustfair.methods.dafa as dafa_module
+
     original = dafa_module.trades_adversarial
 
     def spy(model, x, y, *, eps, step_size, steps):
@@ -399,12 +416,15 @@ def test_dafa_budgets_scale_with_the_class_weight():
 
 # ---- FAAL ------------------------------------------------------------------------------
 
+
 def test_faal_loss_is_the_earlier_class_mean_mixture():
     model = tiny_model()
     x, y = batch(12)
     y = torch.tensor([0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2])  # class 1 absent
-    method = FAAL(FAALConfig(eps=0.0, radius=0.5, score="logit_margin", objective="class_mean",
-                             forward_order="adv"), num_classes=C)
+    method = FAAL(
+        FAALConfig(eps=0.0, radius=0.5, score="logit_margin", objective="class_mean", forward_order="adv"),
+        num_classes=C,
+    )
     assert FAAL.hot_start
     out = method.loss(model, x, y)
     logits = model(x)
@@ -419,6 +439,7 @@ def test_faal_loss_is_the_earlier_class_mean_mixture():
 
 
 # ---- class reweighting baselines -------------------------------------------------------
+
 
 def test_at_reweight_and_logit_adjust_losses_by_hand():
     model = tiny_model()
@@ -464,6 +485,7 @@ def test_reweight_statistics_from_training_and_validation():
 
 # ---- the authors' code, rule by rule ----------------------------------------------------
 
+
 def code_adjust_lambda(epoch_number, epochs, lam=-1.0):
     """GAIRAT.py's adjust_Lambda ('fixed', Lambda_max = inf), transcribed: epochs count from 1."""
     switch = 60 if epochs >= 110 else 30
@@ -488,8 +510,10 @@ def test_gairat_keeps_uniform_weights_until_the_code_switch_epoch(epochs, switch
         assert loss == pytest.approx((weights * ce).mean().item(), rel=1e-6)
     assert method.loss(model, x, y).loss.item() != pytest.approx(ce.mean().item(), rel=1e-6)
     # the earlier rule: lambda from begin_epoch alone
-    early = GAIRAT(GAIRATConfig(eps=0.3, step_size=0.1, steps=4, begin_epoch=1, start="none",
-                                lambda_rule="begin_epoch"), num_classes=C)
+    early = GAIRAT(
+        GAIRATConfig(eps=0.3, step_size=0.1, steps=4, begin_epoch=1, start="none", lambda_rule="begin_epoch"),
+        num_classes=C,
+    )
     early.on_epoch_start(make_ctx(model, 0, num_epochs=epochs))
     assert early.current_lambda() == -1.0
 
@@ -543,8 +567,12 @@ def test_cfa_at_crafts_in_train_mode_and_replays_the_logging_forward():
 
     # eval-mode crafting (the earlier behaviour) is an option, and differs
     frozen = bn_model()
-    other = CFA(CFAConfig(base="at", eps=eps, step_size=step, steps=steps, fawa=False, at_crafting="eval",
-                          log_clean_forward=False), num_classes=C)
+    other = CFA(
+        CFAConfig(
+            base="at", eps=eps, step_size=step, steps=steps, fawa=False, at_crafting="eval", log_clean_forward=False
+        ),
+        num_classes=C,
+    )
     frozen.train()
     torch.manual_seed(20)
     other.loss(frozen, *batches[0])
@@ -555,16 +583,26 @@ def code_faal_weights(class_margin, counts, radius):
     """TrustAI/FAAL's DAW problem, solved here with scipy: max sum_i p[y_i] m[y_i] = sum_c n_c m_c p_c
     over the simplex of all C classes, subject to sum_c kl_div(1/C, p_c) <= r."""
     from scipy.optimize import minimize
+
     a = (counts * class_margin).astype(np.float64)
     n = len(a)
     u = np.full(n, 1.0 / n)
-    constraints = [{"type": "eq", "fun": lambda p: p.sum() - 1.0},
-                   {"type": "ineq", "fun": lambda p: radius - np.sum(u * np.log(u / p) - u + p)}]
+    constraints = [
+        {"type": "eq", "fun": lambda p: p.sum() - 1.0},
+        {"type": "ineq", "fun": lambda p: radius - np.sum(u * np.log(u / p) - u + p)},
+    ]
     best = None
     for seed in range(4):
         start = np.random.RandomState(seed).dirichlet(np.full(n, 20.0))
-        res = minimize(lambda p: -a @ p, start, jac=lambda p: -a, bounds=[(1e-12, 1.0)] * n,
-                       constraints=constraints, method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
+        res = minimize(
+            lambda p: -a @ p,
+            start,
+            jac=lambda p: -a,
+            bounds=[(1e-12, 1.0)] * n,
+            constraints=constraints,
+            method="SLSQP",
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return best.x
@@ -573,11 +611,15 @@ def code_faal_weights(class_margin, counts, radius):
 FAAL_C = 6
 
 
-@pytest.mark.parametrize("labels", [
-    [0, 1, 2, 3, 4, 5] * 3,                        # balanced
-    [0, 0, 2, 2, 2, 4, 5, 5, 0, 4, 2, 5],          # classes 1 and 3 absent
-    [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 5, 5, 5, 5, 5],  # unequal counts
-], ids=["balanced", "two_missing", "unequal"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 1, 2, 3, 4, 5] * 3,  # balanced
+        [0, 0, 2, 2, 2, 4, 5, 5, 0, 4, 2, 5],  # classes 1 and 3 absent
+        [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 5, 5, 5, 5, 5],  # unequal counts
+    ],
+    ids=["balanced", "two_missing", "unequal"],
+)
 def test_faal_class_distribution_and_loss_follow_the_code(labels):
     y = torch.tensor(labels)
     torch.manual_seed(3)
@@ -588,13 +630,15 @@ def test_faal_class_distribution_and_loss_follow_the_code(labels):
 
     logits = model(x)
     probs = F.softmax(logits, dim=1)
-    margins = torch.stack([max(probs[i, j] for j in range(FAAL_C) if j != y[i]) - probs[i, y[i]]
-                           for i in range(len(y))])
+    margins = torch.stack(
+        [max(probs[i, j] for j in range(FAAL_C) if j != y[i]) - probs[i, y[i]] for i in range(len(y))]
+    )
     counts = np.bincount(y.numpy(), minlength=FAAL_C).astype(np.float64)
     class_margin = np.array([margins[y == c].mean().item() if counts[c] else -1.0 for c in range(FAAL_C)])
     p = code_faal_weights(class_margin, counts, 0.5)
 
     from robustfair.methods.faal import faal_weights_and_loss
+
     ce = F.cross_entropy(logits, y, reduction="none")
     weights, loss = faal_weights_and_loss(ce, margins.detach(), y, FAAL_C, 0.5)
     assert weights.numpy() == pytest.approx(p, abs=2e-6)

@@ -13,8 +13,17 @@ from robustfair.methods.wat import WAT
 from robustfair.typed_config import build
 
 PEERS = {cls.name: cls for cls in (FATAT, FATTRADES, GAIRAT, CFA, WAT, DAFA, FAAL, ATReweight, ATLogitAdjust)}
-PRESETS = ["fat_at", "fat_trades", "gairat", "cfa", "wat", "dafa", "faal",
-           "reweight_inverse_accuracy", "reweight_logit_adjust"]
+PRESETS = [
+    "fat_at",
+    "fat_trades",
+    "gairat",
+    "cfa",
+    "wat",
+    "dafa",
+    "faal",
+    "reweight_inverse_accuracy",
+    "reweight_logit_adjust",
+]
 
 
 def load(preset):
@@ -53,7 +62,11 @@ def test_presets_keep_the_authors_settings():
     # TrustAI/FAAL run_prn.py: PreActResNet-18 on normalised inputs, lr 0.01 then x0.1, wd 5e-4
     assert run.model.name == "preact_resnet18" and run.model.normalize_mean is not None
     assert (run.optim.lr, run.optim.weight_decay, run.schedule.name, run.schedule.milestones) == (
-        0.01, 0.0005, "multistep", (2,))
+        0.01,
+        0.0005,
+        "multistep",
+        (2,),
+    )
     assert (method.score, method.objective, method.base) == ("margin", "code", "at")
     source = load_raw_config(str(load_raw_config("faal")["init_from"]).rsplit("/", 1)[-1])
     assert source["model"] == load_raw_config("faal")["model"]  # the hot start has the same network

@@ -71,9 +71,7 @@ def test_hedge_step_by_hand():
         hedge_weights(torch.zeros(2), eta=0.1, num_classes=2)
 
 
-P = [[0.6, 0.3, 0.1],
-     [0.2, 0.7, 0.1],
-     [0.25, 0.25, 0.5]]
+P = [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.25, 0.25, 0.5]]
 
 
 def _dafa_by_loops(p, lam, rule):
@@ -108,7 +106,8 @@ def test_dafa_weights_hand_values():
         assert weights.tolist() == pytest.approx([1.06, 0.615, 1.325])
         assert weights.sum().item() == pytest.approx(3.0)  # weight moves between classes, the total stays
     assert dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0).tolist() == pytest.approx(
-        [1.06, 0.615, 1.325])
+        [1.06, 0.615, 1.325]
+    )
     # the code before September 2024, class 0: + 0.21 - p02 p22 = 0.1 * 0.5 = 0.05 -> 1.16
     early = dafa_class_weights(torch.tensor(P, dtype=torch.float64), lam=1.0, rule="early_code")
     assert early[0].item() == pytest.approx(1.16)
@@ -121,11 +120,14 @@ def _kl_uniform(p):
     return -math.log(c) - np.log(p).mean(axis=-1)
 
 
-@pytest.mark.parametrize("scores,radius", [
-    ([0.3, -0.2, 1.1], 0.5),
-    ([2.0, 2.5, 0.0], 0.1),
-    ([-1.0, 0.4, 0.45], 1.5),
-])
+@pytest.mark.parametrize(
+    "scores,radius",
+    [
+        ([0.3, -0.2, 1.1], 0.5),
+        ([2.0, 2.5, 0.0], 0.1),
+        ([-1.0, 0.4, 0.45], 1.5),
+    ],
+)
 def test_faal_matches_brute_force_grid_on_the_simplex(scores, radius):
     step = 0.001
     a = np.arange(step, 1.0, step)

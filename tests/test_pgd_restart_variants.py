@@ -12,10 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prototype_data import NUM_CLASSES, make_data, rowwise_mlp
 from robustfair.attacks import pgd
 from robustfair.errors import ConfigError
-
-from prototype_data import NUM_CLASSES, make_data, rowwise_mlp
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +28,17 @@ def _run(model, x, y, variant, **kwargs):
     return pgd(model, x, y, generator=generator, restart_variant=variant, return_logits=True, **kwargs)
 
 
-@pytest.mark.parametrize("options", [
-    dict(eps=0.08, step_size=0.02, steps=4, restarts=4),
-    dict(eps=0.08, step_size=0.02, steps=3, restarts=3, loss="margin"),
-    dict(eps=0.08, step_size=0.02, steps=3, restarts=3, loss="kl", start="normal"),
-    dict(eps=0.5, step_size=0.1, steps=3, restarts=3, norm="l2"),
-    dict(eps=0.1, step_size=0.03, steps=3, restarts=3, targeted=True),
-], ids=["ce", "margin", "kl", "l2", "targeted"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(eps=0.08, step_size=0.02, steps=4, restarts=4),
+        dict(eps=0.08, step_size=0.02, steps=3, restarts=3, loss="margin"),
+        dict(eps=0.08, step_size=0.02, steps=3, restarts=3, loss="kl", start="normal"),
+        dict(eps=0.5, step_size=0.1, steps=3, restarts=3, norm="l2"),
+        dict(eps=0.1, step_size=0.03, steps=3, restarts=3, targeted=True),
+    ],
+    ids=["ce", "margin", "kl", "l2", "targeted"],
+)
 def test_restart_variants_return_the_same_points(setup, options):
     model, x, y = setup
     if options.get("targeted"):
@@ -44,8 +47,9 @@ def test_restart_variants_return_the_same_points(setup, options):
     x_m, logits_m = _run(model, x, y, "masked", **options)
     assert torch.equal(x_c, x_m) and torch.equal(logits_c, logits_m)
     # Restarts mattered: some samples resisted the first run and were fooled by a later one.
-    first, _ = pgd(model, x, y, generator=torch.Generator().manual_seed(3), return_logits=True,
-                   **dict(options, restarts=1))
+    first, _ = pgd(
+        model, x, y, generator=torch.Generator().manual_seed(3), return_logits=True, **dict(options, restarts=1)
+    )
     assert not torch.equal(first, x_c)
 
 

@@ -15,9 +15,17 @@ import pytest
 from robustfair.engine.config import list_presets, load_config, load_raw_config
 from robustfair.engine.trainer import train
 
-SMOKE = ["train.epochs=1", "data.train_per_class=2", "data.val_per_class=1", "data.test_per_class=1",
-         "train.batch_size=20", "train.eval_batch_size=20", "eval.sanity_checks=false", "train.val_attack=fgsm",
-         "eval.attack=fgsm"]
+SMOKE = [
+    "train.epochs=1",
+    "data.train_per_class=2",
+    "data.val_per_class=1",
+    "data.test_per_class=1",
+    "train.batch_size=20",
+    "train.eval_batch_size=20",
+    "eval.sanity_checks=false",
+    "train.val_attack=fgsm",
+    "eval.attack=fgsm",
+]
 DEFAULT_RUN = {"cifar10_resnet18_pgd_at", "cifar10_preactresnet18_pgd_at", "bat", "frl_rwrm", "gairat"}
 
 
@@ -42,8 +50,9 @@ def data_env(tmp_path_factory):
 
     path = shared_data_dir()
     if not (path / "cifar10_jpeg.npz").is_file():
-        pytest.skip(f"cifar10_jpeg.npz not found in {path} (set ROBUSTFAIR_DATA to a folder holding it; "
-                    "README: Data location)")
+        pytest.skip(
+            f"cifar10_jpeg.npz not found in {path} (set ROBUSTFAIR_DATA to a folder holding it; README: Data location)"
+        )
     old = os.environ.get("ROBUSTFAIR_DATA")
     os.environ["ROBUSTFAIR_DATA"] = str(path)
     yield tmp_path_factory.mktemp("smoke")

@@ -28,8 +28,15 @@ from robustfair.data import load_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Your own model and data"
-SMALL = ["data.train_per_class=6", "data.val_per_class=2", "data.test_per_class=3", "train.batch_size=30",
-         "method.steps=2", "eval.sanity_checks=false", "train.val_attack=pgd10"]
+SMALL = [
+    "data.train_per_class=6",
+    "data.val_per_class=2",
+    "data.test_per_class=3",
+    "train.batch_size=30",
+    "method.steps=2",
+    "eval.sanity_checks=false",
+    "train.val_attack=pgd10",
+]
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 FILE_LINE = re.compile(r"^# ([\w./-]+\.(?:py|yaml))\s*$")
 
@@ -38,7 +45,7 @@ def section_text() -> str:
     text = README.read_text()
     start = text.index(SECTION)
     end = text.find("\n## ", start + len(SECTION))
-    return text[start:end if end >= 0 else len(text)]
+    return text[start : end if end >= 0 else len(text)]
 
 
 def subsections() -> dict[str, list[tuple[str, str]]]:
@@ -70,8 +77,7 @@ def reader_files(directory: Path) -> None:
         sys.path.remove(str(directory))
         sys.modules.pop("my_models", None)
     state = small_net(num_classes=10, in_channels=1, input_size=8).state_dict()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 100},
-               directory / "published.pth")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 100}, directory / "published.pth")
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +94,25 @@ def workdir(tmp_path_factory) -> Path:
 
 def test_the_section_has_the_promised_examples():
     titles = list(subsections())
-    assert titles == ["A method in your own training loop", "Your model in the engine", "Your own data on disk",
-                      "Checkpoints you have"]
+    assert titles == [
+        "A method in your own training loop",
+        "Your model in the engine",
+        "Your own data on disk",
+        "Checkpoints you have",
+    ]
     text = section_text()
-    for needle in ('robustfair.methods.build("bat"', "robustfair.methods.epochs(", "model.name", "kwargs",
-                   "robustfair.train(", "train_data=train_loader", "data.name=arrays", "data.name=imagefolder",
-                   "--weights published.pth", "robustfair eval runs/my_run"):
+    for needle in (
+        'robustfair.methods.build("bat"',
+        "robustfair.methods.epochs(",
+        "model.name",
+        "kwargs",
+        "robustfair.train(",
+        "train_data=train_loader",
+        "data.name=arrays",
+        "data.name=imagefolder",
+        "--weights published.pth",
+        "robustfair eval runs/my_run",
+    ):
         assert needle in text, needle
 
 
@@ -102,8 +121,7 @@ def test_readme_blocks_run(title, workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     monkeypatch.syspath_prepend(str(workdir))
     original = config_module.parse_config
-    monkeypatch.setattr(config_module, "parse_config",
-                        lambda raw, overrides=(): original(raw, [*overrides, *SMALL]))
+    monkeypatch.setattr(config_module, "parse_config", lambda raw, overrides=(): original(raw, [*overrides, *SMALL]))
     namespace: dict = {"__name__": "__readme__"}
     try:
         for language, code in subsections()[title]:

@@ -37,8 +37,9 @@ def test_a_short_run_reproduces_its_stored_classwise_numbers(name, reference, tm
     stored = reference[name]
     now = measure(name, tmp_path)
     assert now["count"] == stored["count"]
-    assert now["first_epoch_loss"] == pytest.approx(stored["first_epoch_loss"], rel=LOSS_RTOL), \
+    assert now["first_epoch_loss"] == pytest.approx(stored["first_epoch_loss"], rel=LOSS_RTOL), (
         "the first epoch's training loss moved: the method computes something else"
+    )
     for key in ("clean_correct", "robust_correct"):
         moved = [(c, a, b) for c, (a, b) in enumerate(zip(now[key], stored[key])) if abs(a - b) > COUNT_TOLERANCE]
         assert not moved, f"{key}: classes (class, now, stored) moved by more than {COUNT_TOLERANCE}: {moved}"
@@ -57,6 +58,9 @@ def test_the_tolerance_catches_a_changed_method(reference, tmp_path):
         regression_reference.CASES.update(original)
     stored = reference["trades"]
     loss_moved = changed["first_epoch_loss"] != pytest.approx(stored["first_epoch_loss"], rel=LOSS_RTOL)
-    counts_moved = any(abs(a - b) > COUNT_TOLERANCE for key in ("clean_correct", "robust_correct")
-                       for a, b in zip(changed[key], stored[key]))
+    counts_moved = any(
+        abs(a - b) > COUNT_TOLERANCE
+        for key in ("clean_correct", "robust_correct")
+        for a, b in zip(changed[key], stored[key])
+    )
     assert loss_moved and counts_moved

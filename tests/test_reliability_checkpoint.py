@@ -17,8 +17,16 @@ from robustfair.engine.config import load_config
 from robustfair.engine.trainer import train
 from robustfair.errors import CheckpointError
 
-SMALL = ["train.epochs=1", "data.train_per_class=10", "data.val_per_class=2", "data.test_per_class=2",
-         "train.batch_size=50", "eval.sanity_checks=false", "train.val_attack=none", "eval.attack=none"]
+SMALL = [
+    "train.epochs=1",
+    "data.train_per_class=10",
+    "data.val_per_class=2",
+    "data.test_per_class=2",
+    "train.batch_size=50",
+    "eval.sanity_checks=false",
+    "train.val_attack=none",
+    "eval.attack=none",
+]
 EXECUTED = []
 
 
@@ -49,8 +57,20 @@ def test_resume_and_init_from_refuse_a_crafted_pickle(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pickle/torch.save file and is refused unread" in err
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
-    assert main(["train", "digits_erm", *SMALL, f"init_from={tmp_path / 'evil.pt'}", "--run-dir",
-                 str(tmp_path / "other"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "digits_erm",
+                *SMALL,
+                f"init_from={tmp_path / 'evil.pt'}",
+                "--run-dir",
+                str(tmp_path / "other"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "refused unread" in capsys.readouterr().err
     assert EXECUTED == []
 

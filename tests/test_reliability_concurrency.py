@@ -34,7 +34,8 @@ from robustfair.report.runs import load_run
 REPO = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
 CONFIG = {
-    "extends": "digits_erm", "name": "locked",
+    "extends": "digits_erm",
+    "name": "locked",
     "data": {"train_per_class": 6, "val_per_class": 2, "test_per_class": 2},
     "train": {"epochs": 3, "batch_size": 30, "val_attack": "none"},
     "eval": {"attack": "fgsm", "sanity_checks": False},
@@ -91,13 +92,26 @@ def start_gated_writer(tmp_path: Path, run: Path) -> tuple[subprocess.Popen, Pat
     config.write_text(yaml.safe_dump(CONFIG))
     script, gate = tmp_path / "gated_train.py", tmp_path / "gate"
     script.write_text(GATED_TRAIN)
-    proc = subprocess.Popen([sys.executable, str(script), str(gate), "train", str(config), "--run-dir", str(run),
-                             "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(gate), "train", str(config), "--run-dir", str(run), "--quiet"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+    )
     # mid-run: epoch 1 is on disk (its metrics line, then its checkpoint) and the writer waits at the
     # gate before epoch 2, writing nothing until the gate opens
-    wait_for(lambda: (run / "metrics.jsonl").is_file() and epochs(run) == [1]
-             and (run / "checkpoints" / "last.safetensors").is_file(), "epoch 1", proc=proc)
+    wait_for(
+        lambda: (
+            (run / "metrics.jsonl").is_file()
+            and epochs(run) == [1]
+            and (run / "checkpoints" / "last.safetensors").is_file()
+        ),
+        "epoch 1",
+        proc=proc,
+    )
     return proc, config, gate
 
 
@@ -106,6 +120,7 @@ def snapshot(run: Path) -> dict[str, bytes]:
 
 
 # ---------------------------------------------------------------------------- the lock itself
+
 
 def test_the_lock_is_reentrant_in_a_process_and_leaves_nothing_behind(tmp_path):
     run = tmp_path / "a" / "run"
@@ -124,15 +139,24 @@ def test_the_lock_is_reentrant_in_a_process_and_leaves_nothing_behind(tmp_path):
 
 def test_another_process_holding_the_lock_is_named_and_its_death_frees_it(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run), "fresh"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run), "fresh"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         seen = run_lock.writer_of(run)
         assert (seen.pid, seen.host, seen.command) == (holder.pid, HOST, "stand-in worker")
         started = time.monotonic()
-        with pytest.raises(RunLockedError, match=f"is being written by PID {holder.pid} on host {HOST} "
-                                                 r"\(stand-in worker, since .* UTC\); a second writer"):
+        with pytest.raises(
+            RunLockedError,
+            match=f"is being written by PID {holder.pid} on host {HOST} "
+            r"\(stand-in worker, since .* UTC\); a second writer",
+        ):
             run_lock.acquire(run)
         assert time.monotonic() - started < 5  # at once, not after the holder finishes
         holder.send_signal(signal.SIGKILL)
@@ -148,27 +172,34 @@ def test_another_process_holding_the_lock_is_named_and_its_death_frees_it(tmp_pa
 
 # ---------------------------------------------------------------------------- train
 
+
 def test_a_second_writer_fails_at_once_and_the_first_writers_files_are_intact(tmp_path, capsys):
     run = tmp_path / "run"
     proc, config, gate = start_gated_writer(tmp_path, run)
     try:
         before = snapshot(run)
-        for argv in (["train", str(config), "--run-dir", str(run), "--quiet"],
-                     ["train", "--resume", str(run), "--quiet"],
-                     ["train", "--resume", str(run), "optim.lr=0.01", "--quiet"]):
+        for argv in (
+            ["train", str(config), "--run-dir", str(run), "--quiet"],
+            ["train", "--resume", str(run), "--quiet"],
+            ["train", "--resume", str(run), "optim.lr=0.01", "--quiet"],
+        ):
             assert main(argv) == 2, argv
             err = capsys.readouterr().err
             assert err.count("\n") == 1, err
-            assert f"robustfair: error: run directory {str(run)!r} is being written by PID {proc.pid} on host " \
-                   f"{HOST} (train, since " in err
+            assert (
+                f"robustfair: error: run directory {str(run)!r} is being written by PID {proc.pid} on host "
+                f"{HOST} (train, since " in err
+            )
             assert "a second writer would corrupt it" in err
         assert snapshot(run) == before  # not a byte changed by the refused writers
         # readers never wait: they say the run is being written, and read what is there
         with pytest.raises(Exception, match=f"is still being written by PID {proc.pid}"):
             load_run(run)
         assert main(["eval", str(run), "--attack", "none"]) == 0
-        assert f"robustfair: note: {run} is still being written by PID {proc.pid} on host {HOST} (train, since " \
-               in capsys.readouterr().err
+        assert (
+            f"robustfair: note: {run} is still being written by PID {proc.pid} on host {HOST} (train, since "
+            in capsys.readouterr().err
+        )
         assert snapshot(run) == before
         gate.touch()
         assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
@@ -177,8 +208,13 @@ def test_a_second_writer_fails_at_once_and_the_first_writers_files_are_intact(tm
             proc.kill()
     assert epochs(run) == [1, 2, 3]
     assert load_run(run).results["run"]["epochs"] == 3
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "meta.json", "metrics.jsonl",
-                                                     "results.json"]  # the lock went with its writer
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
+        "meta.json",
+        "metrics.jsonl",
+        "results.json",
+    ]  # the lock went with its writer
 
 
 def test_sigkill_of_a_locked_writer_then_resume_finishes_the_run(tmp_path, capsys):
@@ -196,8 +232,15 @@ def test_sigkill_of_a_locked_writer_then_resume_finishes_the_run(tmp_path, capsy
 
 def test_a_writer_refused_before_it_began_leaves_no_folder(tmp_path, capsys):
     run = tmp_path / "new" / "run"
-    bad = ["train", "digits_erm", "data.name=imagefolder", f"data.root={tmp_path / 'no_such_folder'}",
-           "--run-dir", str(run), "--quiet"]
+    bad = [
+        "train",
+        "digits_erm",
+        "data.name=imagefolder",
+        f"data.root={tmp_path / 'no_such_folder'}",
+        "--run-dir",
+        str(run),
+        "--quiet",
+    ]
     assert main(bad) == 2
     assert "data folder not found" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
@@ -205,9 +248,16 @@ def test_a_writer_refused_before_it_began_leaves_no_folder(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- sweep workers
 
+
 def start_holder(run: Path, state: str = "fresh") -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run), state], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run), state],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     assert holder.stdout.readline().strip() == "holding", holder.stderr.read()
     return holder
 
@@ -283,17 +333,48 @@ def test_three_sweep_workers_train_every_run_exactly_once(tmp_path):
     """Three real `robustfair sweep` processes over one grid with hot starts: each run is
     trained by exactly one of them, completely (epochs 1..E once each), and all three
     print the same tables."""
-    tiny = ["data.train_per_class=8", "data.test_per_class=3", "data.val_per_class=2", "train.epochs=2",
-            "train.batch_size=32", "train.val_attack=none", "method.steps=1", "eval.attack=fgsm",
-            "eval.sanity_checks=false"]
+    tiny = [
+        "data.train_per_class=8",
+        "data.test_per_class=3",
+        "data.val_per_class=2",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.val_attack=none",
+        "method.steps=1",
+        "eval.attack=fgsm",
+        "eval.sanity_checks=false",
+    ]
     presets, seeds = ["digits_pgd_at", "digits_frl_rwrm"], [0, 1, 2]
-    workers = [subprocess.Popen([sys.executable, "-m", "robustfair.cli", "sweep", *presets, "--seeds", "3",
-                                 "--out", str(tmp_path / "grid"), *tiny], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "robustfair.cli",
+                "sweep",
+                *presets,
+                "--seeds",
+                "3",
+                "--out",
+                str(tmp_path / "grid"),
+                *tiny,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+            cwd=tmp_path,
+        )
+        for _ in range(3)
+    ]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
-    trained = [line.split("-> ", 1)[1] for _, err in outputs for line in err.splitlines()
-               if ": training -> " in line or ": resuming -> " in line]
+    trained = [
+        line.split("-> ", 1)[1]
+        for _, err in outputs
+        for line in err.splitlines()
+        if ": training -> " in line or ": resuming -> " in line
+    ]
     cells = [str(run_dir_for(tmp_path / "grid", p, s)) for p in presets for s in seeds]
     assert sorted(trained) == sorted(cells)  # each run once, by one worker
     for cell in cells:
@@ -308,8 +389,9 @@ def _sweep_worker(presets, seeds, out, overrides, log_path):
 
     torch.set_num_threads(1)
     with open(log_path, "w") as log:
-        outcome = run_sweep(presets, seeds, out, overrides, log=lambda line: print(line, file=log, flush=True),
-                            poll_s=0.1)
+        outcome = run_sweep(
+            presets, seeds, out, overrides, log=lambda line: print(line, file=log, flush=True), poll_s=0.1
+        )
     os._exit(0 if not outcome.failed else 3)
 
 
@@ -318,9 +400,17 @@ def test_three_forked_sweep_workers_train_every_run_exactly_once(tmp_path):
     workers on one grid with hot starts; each run trained once, completely, by one worker."""
     import multiprocessing
 
-    tiny = ["data.train_per_class=6", "data.test_per_class=2", "data.val_per_class=2", "train.epochs=2",
-            "train.batch_size=30", "train.val_attack=none", "method.steps=1", "eval.attack=fgsm",
-            "eval.sanity_checks=false"]
+    tiny = [
+        "data.train_per_class=6",
+        "data.test_per_class=2",
+        "data.val_per_class=2",
+        "train.epochs=2",
+        "train.batch_size=30",
+        "train.val_attack=none",
+        "method.steps=1",
+        "eval.attack=fgsm",
+        "eval.sanity_checks=false",
+    ]
     presets, seeds, out = ["digits_pgd_at", "digits_frl_rwrm"], [0, 1, 2], tmp_path / "grid"
     context = multiprocessing.get_context("fork")
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]

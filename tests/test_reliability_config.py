@@ -24,8 +24,13 @@ from robustfair.engine.trainer import eval_attack_overrides, resolve_device
 from robustfair.errors import ConfigError
 from robustfair.methods import METHODS
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def _schema() -> dict[str, list[str]]:
@@ -47,13 +52,24 @@ METHOD_NAMES = METHODS.names()
 SECTIONS = [s for s in SCHEMA if s]
 FIELD_PATHS = [f"{s}.{f}" if s else f for s, fields in SCHEMA.items() for f in fields] + ["method.name"]
 
-names = st.sampled_from(["digits", "cifar10", "small_cnn", "pgd20", "none", "crop_flip", "last", "cosine", "auto",
-                         "cpu", *METHOD_NAMES])
+names = st.sampled_from(
+    ["digits", "cifar10", "small_cnn", "pgd20", "none", "crop_flip", "last", "cosine", "auto", "cpu", *METHOD_NAMES]
+)
 line_text = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=10)
-scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.integers()
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12) | names)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(line_text | names, inner, max_size=3), max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | names
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(line_text | names, inner, max_size=3),
+    max_leaves=8,
+)
 junk_keys = line_text
 
 
@@ -124,27 +140,104 @@ def test_unknown_key_with_a_line_break_stays_on_one_line():
 # ---------------------------------------------------------------------------- CLI
 
 PRESETS = list_presets()
-option_words = st.sampled_from(["--run-dir", "--resume", "--quiet", "--help", "-h", "--version", "--which", "best",
-                                "--attack", "--eps", "--format", "--", "-", "--run-dir=x", "--bogus"])
-command_words = st.sampled_from(["train", "eval", "list", "demo", "analyze", "compare", "report", "group", "sweep",
-                                 "models", "presets", "attacks", "datasets", "methods"])
+option_words = st.sampled_from(
+    [
+        "--run-dir",
+        "--resume",
+        "--quiet",
+        "--help",
+        "-h",
+        "--version",
+        "--which",
+        "best",
+        "--attack",
+        "--eps",
+        "--format",
+        "--",
+        "-",
+        "--run-dir=x",
+        "--bogus",
+    ]
+)
+command_words = st.sampled_from(
+    [
+        "train",
+        "eval",
+        "list",
+        "demo",
+        "analyze",
+        "compare",
+        "report",
+        "group",
+        "sweep",
+        "models",
+        "presets",
+        "attacks",
+        "datasets",
+        "methods",
+    ]
+)
 path_words = st.sampled_from([".", "/", "runs", "no/such/dir", "x.yaml", "configs/digits_erm.yaml", "/dev/null"])
-override_values = st.sampled_from(["1", "-1", "0", "0.5", "1e-3", "abc", "[1, 2]", "[90, 75]", "{a: 1}", "true",
-                                   "null", "", ".nan", ".inf", "[", "{", ":", "'", "pgd20", "nonexistent", "cpu",
-                                   "cuda:7", "gpu", "erm", "trades", "digits", "small_cnn", "autoattack", "none",
-                                   "[pgd20, fgsm]", "[square]"])
-overrides = st.builds(lambda path, value: f"{path}={value}", st.sampled_from(FIELD_PATHS) | st.text(max_size=8),
-                      override_values | st.text(max_size=8))
+override_values = st.sampled_from(
+    [
+        "1",
+        "-1",
+        "0",
+        "0.5",
+        "1e-3",
+        "abc",
+        "[1, 2]",
+        "[90, 75]",
+        "{a: 1}",
+        "true",
+        "null",
+        "",
+        ".nan",
+        ".inf",
+        "[",
+        "{",
+        ":",
+        "'",
+        "pgd20",
+        "nonexistent",
+        "cpu",
+        "cuda:7",
+        "gpu",
+        "erm",
+        "trades",
+        "digits",
+        "small_cnn",
+        "autoattack",
+        "none",
+        "[pgd20, fgsm]",
+        "[square]",
+    ]
+)
+overrides = st.builds(
+    lambda path, value: f"{path}={value}",
+    st.sampled_from(FIELD_PATHS) | st.text(max_size=8),
+    override_values | st.text(max_size=8),
+)
 awkward = st.sampled_from(["a\nb=1", "train.\n=1", "data.name=x\ny", "\n", "train.epochs=\t", "=1", "a..b=1"])
-tokens = command_words | option_words | path_words | overrides | st.sampled_from(PRESETS + ["no_such_preset"]) \
-    | st.text(max_size=10) | awkward
+tokens = (
+    command_words
+    | option_words
+    | path_words
+    | overrides
+    | st.sampled_from(PRESETS + ["no_such_preset"])
+    | st.text(max_size=10)
+    | awkward
+)
 real_overrides = st.builds(lambda path, value: f"{path}={value}", st.sampled_from(FIELD_PATHS), override_values)
-train_lines = st.builds(lambda target, rest, tail: ["train", target, *rest, *tail],
-                        st.sampled_from(PRESETS * 3 + [".", "x.yaml", "no/such/dir", "no_such_preset"]),
-                        st.lists(real_overrides, min_size=1, max_size=4),
-                        st.lists(option_words | overrides | awkward, max_size=2))
-any_lines = st.lists(tokens, max_size=7) | st.builds(lambda first, rest: [first, *rest], command_words,
-                                                     st.lists(tokens, max_size=6))
+train_lines = st.builds(
+    lambda target, rest, tail: ["train", target, *rest, *tail],
+    st.sampled_from(PRESETS * 3 + [".", "x.yaml", "no/such/dir", "no_such_preset"]),
+    st.lists(real_overrides, min_size=1, max_size=4),
+    st.lists(option_words | overrides | awkward, max_size=2),
+)
+any_lines = st.lists(tokens, max_size=7) | st.builds(
+    lambda first, rest: [first, *rest], command_words, st.lists(tokens, max_size=6)
+)
 argv_lists = st.integers(0, 2).flatmap(lambda pick: any_lines if pick == 0 else train_lines)
 
 
@@ -202,20 +295,25 @@ def test_stub_lets_a_good_command_line_through(stubbed_commands):
     assert stubbed_commands == [("train", "digits_trades", "somewhere", {"resume": False, "quiet": True})]
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["train"], "the following arguments are required: config"),
-    (["train", "digits_erm", "--bogus"], "unrecognized arguments: --bogus"),
-    (["nonsense"], "invalid choice: 'nonsense'"),
-    (["train", "digits_erm", "train.epochs=0"], "train.epochs: 0 is out of range; allowed: >= 1"),
-    (["train", "digits_erm", "optim.lr=abc"], "optim.lr: expected a number, got 'abc'"),
-    (["train", "digits_erm", "train.epochs"], "override 'train.epochs': expected key=value"),
-    (["train", "digits_erm", "data.augment=rotate"],
-     "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
-    (["train", "no_such_preset"], "unknown preset 'no_such_preset'"),
-    (["train", "--resume", "no/such/run"], "cannot resume: run directory 'no/such/run' does not exist"),
-    (["train", "--resume", "."], "is not a run directory (no config.yaml)"),
-    (["train", "digits_erm", "train.epochs=2\nmethod.beta=1"], "train.epochs: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train"], "the following arguments are required: config"),
+        (["train", "digits_erm", "--bogus"], "unrecognized arguments: --bogus"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+        (["train", "digits_erm", "train.epochs=0"], "train.epochs: 0 is out of range; allowed: >= 1"),
+        (["train", "digits_erm", "optim.lr=abc"], "optim.lr: expected a number, got 'abc'"),
+        (["train", "digits_erm", "train.epochs"], "override 'train.epochs': expected key=value"),
+        (
+            ["train", "digits_erm", "data.augment=rotate"],
+            "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip",
+        ),
+        (["train", "no_such_preset"], "unknown preset 'no_such_preset'"),
+        (["train", "--resume", "no/such/run"], "cannot resume: run directory 'no/such/run' does not exist"),
+        (["train", "--resume", "."], "is not a run directory (no config.yaml)"),
+        (["train", "digits_erm", "train.epochs=2\nmethod.beta=1"], "train.epochs: expected an integer"),
+    ],
+)
 def test_bad_command_lines_give_one_line_naming_the_problem(stubbed_commands, argv, fragment):
     code, _, err = run_cli(argv)
     assert code == 2
@@ -225,18 +323,34 @@ def test_bad_command_lines_give_one_line_naming_the_problem(stubbed_commands, ar
 
 # ---------------------------------------------------------------------------- unknown names
 
-@pytest.mark.parametrize("override, fragment, valid", [
-    ("data.name=imagenet21k", "data.name: unknown dataset 'imagenet21k'; did you mean imagenette? valid dataset "
-     "names: ", "digits"),
-    ("model.name=vit_huge", "model.name: unknown model 'vit_huge'; valid model names: ", "small_cnn"),
-    ("method.name=adamw", "unknown method 'adamw'; valid method names: ", "trades"),
-    ("eval.attack=pgd21", "eval.attack: unknown attack 'pgd21'; did you mean pgd20, pgd10 or pgd100? valid attack "
-     "names: ", "pgd20"),
-    ("train.val_attack=apgd", "train.val_attack: unknown attack 'apgd'; did you mean pgd10, pgd20 or pgd100? valid "
-     "attack names: ", "autoattack"),
-    ("eval.extra_attacks=[pgd20, square]", "eval.extra_attacks[1]: unknown attack 'square'; valid attack names: ",
-     "cw20"),
-])
+
+@pytest.mark.parametrize(
+    "override, fragment, valid",
+    [
+        (
+            "data.name=imagenet21k",
+            "data.name: unknown dataset 'imagenet21k'; did you mean imagenette? valid dataset names: ",
+            "digits",
+        ),
+        ("model.name=vit_huge", "model.name: unknown model 'vit_huge'; valid model names: ", "small_cnn"),
+        ("method.name=adamw", "unknown method 'adamw'; valid method names: ", "trades"),
+        (
+            "eval.attack=pgd21",
+            "eval.attack: unknown attack 'pgd21'; did you mean pgd20, pgd10 or pgd100? valid attack names: ",
+            "pgd20",
+        ),
+        (
+            "train.val_attack=apgd",
+            "train.val_attack: unknown attack 'apgd'; did you mean pgd10, pgd20 or pgd100? valid attack names: ",
+            "autoattack",
+        ),
+        (
+            "eval.extra_attacks=[pgd20, square]",
+            "eval.extra_attacks[1]: unknown attack 'square'; valid attack names: ",
+            "cw20",
+        ),
+    ],
+)
 def test_unknown_names_list_the_valid_ones_before_anything_runs(tmp_path, capsys, override, fragment, valid):
     run = tmp_path / "run"
     small = ["train.epochs=1", "data.train_per_class=5", "data.test_per_class=2", "data.val_per_class=0"]
@@ -256,19 +370,36 @@ def test_property_tests_cover_the_whole_schema():
 
 # ---------------------------------------------------------------------------- what reaches the top
 
-@pytest.mark.parametrize("raised, code, line", [
-    (OSError(28, "No space left on device", "runs/x/metrics.jsonl"), 1,
-     "robustfair: error: No space left on device (runs/x/metrics.jsonl); the disk is full: free some space\n"),
-    (PermissionError(13, "Permission denied", "/srv/runs"), 1,
-     "robustfair: error: Permission denied (/srv/runs); permission denied: choose a directory you can write to\n"),
-    (ConfigError("train.epochs: 0 is out of range;\nallowed: >= 1"), 2,
-     "robustfair: error: train.epochs: 0 is out of range; allowed: >= 1\n"),
-    (MemoryError(), 1, "robustfair: error: out of memory; lower train.batch_size or train.eval_batch_size\n"),
-    (ValueError("something unexpected\nsecond line"), 70,
-     "robustfair: internal error (a bug; please report it): ValueError: something unexpected; "
-     "ROBUSTFAIR_DEBUG=1 shows the traceback\n"),
-    (SystemExit("a command gave up"), 2, "robustfair: error: a command gave up\n"),
-])
+
+@pytest.mark.parametrize(
+    "raised, code, line",
+    [
+        (
+            OSError(28, "No space left on device", "runs/x/metrics.jsonl"),
+            1,
+            "robustfair: error: No space left on device (runs/x/metrics.jsonl); the disk is full: free some space\n",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/srv/runs"),
+            1,
+            "robustfair: error: Permission denied (/srv/runs); "
+            "permission denied: choose a directory you can write to\n",
+        ),
+        (
+            ConfigError("train.epochs: 0 is out of range;\nallowed: >= 1"),
+            2,
+            "robustfair: error: train.epochs: 0 is out of range; allowed: >= 1\n",
+        ),
+        (MemoryError(), 1, "robustfair: error: out of memory; lower train.batch_size or train.eval_batch_size\n"),
+        (
+            ValueError("something unexpected\nsecond line"),
+            70,
+            "robustfair: internal error (a bug; please report it): ValueError: something unexpected; "
+            "ROBUSTFAIR_DEBUG=1 shows the traceback\n",
+        ),
+        (SystemExit("a command gave up"), 2, "robustfair: error: a command gave up\n"),
+    ],
+)
 def test_whatever_a_command_raises_ends_as_one_line(monkeypatch, raised, code, line):
     def boom(config, run_dir, **kwargs):
         raise raised
@@ -293,8 +424,17 @@ def test_a_model_that_cannot_be_built_from_its_options_is_a_config_error(tmp_pat
         raise TypeError("__init__() got an unexpected keyword argument 'widen'")
 
     monkeypatch.setattr("robustfair.models.build_model", broken_build)
-    argv = ["train", "digits_erm", "train.epochs=1", "data.train_per_class=5", "data.val_per_class=0",
-            "data.test_per_class=2", "--run-dir", str(tmp_path / "run"), "--quiet"]
+    argv = [
+        "train",
+        "digits_erm",
+        "train.epochs=1",
+        "data.train_per_class=5",
+        "data.val_per_class=0",
+        "data.test_per_class=2",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -303,15 +443,17 @@ def test_a_model_that_cannot_be_built_from_its_options_is_a_config_error(tmp_pat
 
 # ---------------------------------------------------------------------------- overrides anywhere, suggestions
 
+
 def test_overrides_are_accepted_anywhere_on_the_line(monkeypatch):
     from robustfair.cli import parse_command_line
 
     seen = []
-    monkeypatch.setattr("robustfair.engine.trainer.train",
-                        lambda config, run_dir, **kwargs: seen.append((config, str(run_dir))) or {})
+    monkeypatch.setattr(
+        "robustfair.engine.trainer.train", lambda config, run_dir, **kwargs: seen.append((config, str(run_dir))) or {}
+    )
     line = ["train", "--run-dir", "somewhere", "init_from=runs/x", "digits_trades", "--quiet", "train.epochs=2"]
     assert run_cli(line) == (0, "", "")
-    (config, run_dir), = seen
+    ((config, run_dir),) = seen
     assert (config.name, run_dir, config.init_from, config.train.epochs) == ("digits_trades", "somewhere", "runs/x", 2)
 
     args = parse_command_line(["sweep", "digits_erm", "--out", "X", "train.epochs=1", "--seeds", "2", "digits_bat"])
@@ -322,17 +464,25 @@ def test_overrides_are_accepted_anywhere_on_the_line(monkeypatch):
     assert args.overrides == ["train.epochs=2", "data.val_per_class=3"]
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["train", "digits_erm", "--run-dir", "x", "--bogus"], "robustfair train: error: unrecognized arguments: --bogus "
-                                                          "(see: robustfair train --help)"),
-    (["eval", "runs/a", "--which", "best", "runs/b"], "robustfair eval: error: unrecognized arguments: runs/b"),
-    (["train", "--quiet", "train.epochs=2"], "train: give a preset, a YAML file or (with --resume) a run directory"),
-    (["trian", "digits_erm"], "invalid choice: 'trian'; did you mean 'train'? (choose from"),
-    (["list", "preset"], "invalid choice: 'preset'; did you mean 'presets'?"),
-    (["train", "digts_bat"], "unknown preset 'digts_bat' (and no such file); did you mean digits_bat, "),
-    (["train", "digits_bat", "train.epoch=2"], "train.epoch: unknown field; did you mean epochs? valid fields"),
-    (["train", "digits_erm", "a\x00b=1"], "robustfair: error: argument 'a\\x00b=1': contains a NUL character"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["train", "digits_erm", "--run-dir", "x", "--bogus"],
+            "robustfair train: error: unrecognized arguments: --bogus (see: robustfair train --help)",
+        ),
+        (["eval", "runs/a", "--which", "best", "runs/b"], "robustfair eval: error: unrecognized arguments: runs/b"),
+        (
+            ["train", "--quiet", "train.epochs=2"],
+            "train: give a preset, a YAML file or (with --resume) a run directory",
+        ),
+        (["trian", "digits_erm"], "invalid choice: 'trian'; did you mean 'train'? (choose from"),
+        (["list", "preset"], "invalid choice: 'preset'; did you mean 'presets'?"),
+        (["train", "digts_bat"], "unknown preset 'digts_bat' (and no such file); did you mean digits_bat, "),
+        (["train", "digits_bat", "train.epoch=2"], "train.epoch: unknown field; did you mean epochs? valid fields"),
+        (["train", "digits_erm", "a\x00b=1"], "robustfair: error: argument 'a\\x00b=1': contains a NUL character"),
+    ],
+)
 def test_command_line_mistakes_are_one_line_with_the_closest_valid_words(stubbed_commands, argv, fragment):
     code, _, err = run_cli(argv)
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
@@ -351,8 +501,14 @@ def test_a_path_holding_an_equals_sign_is_a_target_not_an_override():
 
     assert split_target("runs/lr=0.1", ["optim.lr=0.01"]) == ("runs/lr=0.1", ["optim.lr=0.01"])
     assert split_target("init_from=runs/a", ["digits_bat", "seed=2"]) == ("digits_bat", ["init_from=runs/a", "seed=2"])
-    assert [is_override(w) for w in ("a.b=1", "seed=0", "runs/x=1", "=1", "a..b=1", "x.yaml")] == \
-        [True, True, False, False, True, False]
+    assert [is_override(w) for w in ("a.b=1", "seed=0", "runs/x=1", "=1", "a..b=1", "x.yaml")] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_a_long_list_of_names_is_never_printed_on_one_line():
@@ -360,9 +516,14 @@ def test_a_long_list_of_names_is_never_printed_on_one_line():
 
     names = [f"name_{i:03d}" for i in range(80)]
     message = unknown_name_message("preset", "name_01x", names, list_command="robustfair list presets")
-    assert message == ("unknown preset 'name_01x'; did you mean name_010, name_011 or name_012? "
-                       "(80 presets: robustfair list presets)")
-    assert unknown_name_message("preset", "zzz", names, list_command="robustfair list presets") == \
-        "unknown preset 'zzz'; none is close (80 presets: robustfair list presets)"
-    assert unknown_name_message("attack", "fgms", ["fgsm", "pgd20"]) == \
-        "unknown attack 'fgms'; did you mean fgsm? valid attack names: fgsm, pgd20"
+    assert message == (
+        "unknown preset 'name_01x'; did you mean name_010, name_011 or name_012? (80 presets: robustfair list presets)"
+    )
+    assert (
+        unknown_name_message("preset", "zzz", names, list_command="robustfair list presets")
+        == "unknown preset 'zzz'; none is close (80 presets: robustfair list presets)"
+    )
+    assert (
+        unknown_name_message("attack", "fgms", ["fgsm", "pgd20"])
+        == "unknown attack 'fgms'; did you mean fgsm? valid attack names: fgsm, pgd20"
+    )

@@ -43,9 +43,13 @@ def kill_mid_epoch_two(config_path, run_dir, timeout=120.0):
     """Run the CLI, SIGKILL it once epoch 2 reports step >= KILL_AFTER_STEP; returns (step, total)."""
     master, slave = pty.openpty()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "robustfair.cli", "train", str(config_path),
-                             "--run-dir", str(run_dir)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robustfair.cli", "train", str(config_path), "--run-dir", str(run_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + timeout
@@ -66,8 +70,9 @@ def kill_mid_epoch_two(config_path, run_dir, timeout=120.0):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 return steps[-1]
-        pytest.fail(f"never saw step {KILL_AFTER_STEP} of epoch 2 (exit {proc.poll()}): "
-                    f"{seen[-2000:].decode(errors='replace')}")
+        pytest.fail(
+            f"never saw step {KILL_AFTER_STEP} of epoch 2 (exit {proc.poll()}): {seen[-2000:].decode(errors='replace')}"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

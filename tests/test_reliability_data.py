@@ -19,8 +19,15 @@ from robustfair.data import ArrayDataset, DatasetSplits
 from robustfair.engine.trainer import Trainer
 
 CLASSES = ["a", "b", "c"]
-ARGS = ["digits_erm", "train.epochs=1", "data.val_per_class=2", "train.batch_size=10", "train.val_attack=none",
-        "eval.attack=none", "eval.sanity_checks=false"]
+ARGS = [
+    "digits_erm",
+    "train.epochs=1",
+    "data.val_per_class=2",
+    "train.batch_size=10",
+    "train.val_attack=none",
+    "eval.attack=none",
+    "eval.sanity_checks=false",
+]
 
 
 def images(per_class, seed):
@@ -34,8 +41,9 @@ def splits(edit=lambda tx, ty, sx, sy, classes: None):
     sx, sy = images(4, 1)
     classes = {"train": list(CLASSES), "test": list(CLASSES)}
     edit(tx, ty, sx, sy, classes)
-    return DatasetSplits(ArrayDataset(tx, ty, classes["train"], name="toy"),
-                         ArrayDataset(sx, sy, classes["test"], name="toy"))
+    return DatasetSplits(
+        ArrayDataset(tx, ty, classes["train"], name="toy"), ArrayDataset(sx, sy, classes["test"], name="toy")
+    )
 
 
 def set_(array, index, value):
@@ -43,21 +51,29 @@ def set_(array, index, value):
 
 
 CASES = {
-    "pixel above 1": (lambda tx, ty, sx, sy, c: set_(tx, (3, 0, 2, 2), 1.5),
-                      r"float values must lie in \[0, 1\], found range \[.*, 1.5\]"),
-    "negative pixel in test": (lambda tx, ty, sx, sy, c: set_(sx, (0, 0, 0, 0), -0.25),
-                               r"float values must lie in \[0, 1\], found range \[-0.25"),
+    "pixel above 1": (
+        lambda tx, ty, sx, sy, c: set_(tx, (3, 0, 2, 2), 1.5),
+        r"float values must lie in \[0, 1\], found range \[.*, 1.5\]",
+    ),
+    "negative pixel in test": (
+        lambda tx, ty, sx, sy, c: set_(sx, (0, 0, 0, 0), -0.25),
+        r"float values must lie in \[0, 1\], found range \[-0.25",
+    ),
     "NaN pixel": (lambda tx, ty, sx, sy, c: set_(tx, (7, 0, 1, 1), np.nan), r"1 NaN values \(first in sample 7\)"),
     "label out of range": (lambda tx, ty, sx, sy, c: set_(ty, 4, 3), r"1 labels out of range \[0, 3\), e.g. \[3\]"),
     "negative label": (lambda tx, ty, sx, sy, c: set_(sy, 0, -1), r"labels out of range"),
     "empty class": (lambda tx, ty, sx, sy, c: set_(ty, slice(20, 30), 0), r"1 classes have no samples: \['c'\]"),
     "empty class in test": (lambda tx, ty, sx, sy, c: set_(sy, slice(4, 8), 0), r"no samples: \['b'\]"),
     # refused by split_validation, and by check_run_data should a split let it through
-    "class missing from validation": (lambda tx, ty, sx, sy, c: set_(ty, slice(20, 28), 0),
-                                      r"class 'c' has 2 samples; a validation split of 2 per class needs more|"
-                                      r"no samples in the (training|validation) split: \['c'\]"),
-    "train and test classes differ": (lambda tx, ty, sx, sy, c: set_(c["test"], 2, "z"),
-                                      r"the train and test splits have different classes"),
+    "class missing from validation": (
+        lambda tx, ty, sx, sy, c: set_(ty, slice(20, 28), 0),
+        r"class 'c' has 2 samples; a validation split of 2 per class needs more|"
+        r"no samples in the (training|validation) split: \['c'\]",
+    ),
+    "train and test classes differ": (
+        lambda tx, ty, sx, sy, c: set_(c["test"], 2, "z"),
+        r"the train and test splits have different classes",
+    ),
 }
 
 

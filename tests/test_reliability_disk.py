@@ -23,8 +23,16 @@ from robustfair.engine.config import load_config
 from robustfair.engine.run_files import RunFileError, append_line, atomic_write_bytes, check_writable
 from robustfair.engine.trainer import Trainer, train
 
-SMALL = ["train.epochs=3", "data.train_per_class=20", "data.val_per_class=4", "data.test_per_class=4",
-         "train.batch_size=50", "eval.sanity_checks=false", "train.val_attack=fgsm", "eval.attack=fgsm"]
+SMALL = [
+    "train.epochs=3",
+    "data.train_per_class=20",
+    "data.val_per_class=4",
+    "data.test_per_class=4",
+    "train.batch_size=50",
+    "eval.sanity_checks=false",
+    "train.val_attack=fgsm",
+    "eval.attack=fgsm",
+]
 
 
 class FullDisk:
@@ -65,13 +73,17 @@ def metric_epochs(run: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in text.splitlines()]  # every line parses: none is half-written
 
 
-@pytest.mark.parametrize("target, allowed, good_epochs", [
-    ("last.safetensors", 1, 1),   # the disk fills while saving epoch 2's checkpoint
-    ("metrics.jsonl", 1, 1),      # ... while appending epoch 2's metrics line
-    ("results.json", 0, 3),       # ... while writing the final results
-])
-def test_disk_full_keeps_last_good_checkpoint_and_resume_finishes(tmp_path, monkeypatch, capsys, target, allowed,
-                                                                  good_epochs):
+@pytest.mark.parametrize(
+    "target, allowed, good_epochs",
+    [
+        ("last.safetensors", 1, 1),  # the disk fills while saving epoch 2's checkpoint
+        ("metrics.jsonl", 1, 1),  # ... while appending epoch 2's metrics line
+        ("results.json", 0, 3),  # ... while writing the final results
+    ],
+)
+def test_disk_full_keeps_last_good_checkpoint_and_resume_finishes(
+    tmp_path, monkeypatch, capsys, target, allowed, good_epochs
+):
     run = tmp_path / "run"
     disk = FullDisk(target, allowed)
     install(monkeypatch, disk)
@@ -123,8 +135,10 @@ def test_unwritable_directory_with_real_permissions(tmp_path):
     parent.chmod(0o555)
     try:
         if os.access(parent, os.W_OK):
-            pytest.skip("running as root (or without permission checks): chmod cannot make a directory "
-                        "unwritable here; test_read_only_run_directory_fails_before_any_work covers it")
+            pytest.skip(
+                "running as root (or without permission checks): chmod cannot make a directory "
+                "unwritable here; test_read_only_run_directory_fails_before_any_work covers it"
+            )
         with pytest.raises(RunFileError, match="Permission denied; permission denied: choose a directory"):
             check_writable(parent / "run" / "checkpoints")
         assert list(parent.iterdir()) == []

@@ -18,9 +18,18 @@ from robustfair.methods.base import MethodOutput
 from robustfair.methods.erm import ERM
 
 # 200 training images / batch 50 = 4 steps per epoch.
-SMALL = ["train.epochs=3", "data.train_per_class=20", "data.val_per_class=4", "data.test_per_class=4",
-         "train.batch_size=50", "eval.sanity_checks=false", "train.val_attack=fgsm", "eval.attack=fgsm",
-         "schedule.name=constant", "schedule.milestones=[]"]
+SMALL = [
+    "train.epochs=3",
+    "data.train_per_class=20",
+    "data.val_per_class=4",
+    "data.test_per_class=4",
+    "train.batch_size=50",
+    "eval.sanity_checks=false",
+    "train.val_attack=fgsm",
+    "eval.attack=fgsm",
+    "schedule.name=constant",
+    "schedule.milestones=[]",
+]
 STEPS = 4
 
 
@@ -131,13 +140,24 @@ def test_divergence_in_the_first_epoch_then_resume_starts_over(tmp_path, capsys)
 
 def test_a_divergence_from_an_extreme_setting_names_that_setting_not_the_learning_rate(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "digits_trades", *SMALL, "train.epochs=1", "method.steps=1", "method.beta=1e300",
-            "--run-dir", str(run), "--quiet"]
+    argv = [
+        "train",
+        "digits_trades",
+        *SMALL,
+        "train.epochs=1",
+        "method.steps=1",
+        "method.beta=1e300",
+        "--run-dir",
+        str(run),
+        "--quiet",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("robustfair: error: non-finite loss at epoch 1, step 1 of 4")
-    assert err.rstrip().endswith("the likely cause is method.beta=1e+300 (default 6): continue with a moderate "
-                                 f"value: robustfair train --resume {run} method.beta=<moderate>")
+    assert err.rstrip().endswith(
+        "the likely cause is method.beta=1e+300 (default 6): continue with a moderate "
+        f"value: robustfair train --resume {run} method.beta=<moderate>"
+    )
     assert "lower learning rate" not in err
 
 
@@ -146,6 +166,8 @@ def test_extreme_settings_are_judged_against_their_defaults():
 
     assert extreme_settings(load_config("digits_trades")) == []  # a preset's own values are never "extreme"
     assert extreme_settings(load_config("digits_trades", ["method.beta=6e4", "optim.lr=2e7"])) == [
-        "optim.lr=2e+07 (default 0.1)", "method.beta=60000 (default 6)"]  # largest ratio first
+        "optim.lr=2e+07 (default 0.1)",
+        "method.beta=60000 (default 6)",
+    ]  # largest ratio first
     assert extreme_settings(load_config("digits_trades", ["method.beta=5e4"])) == []  # under 10,000 x its default
     assert all(extreme_settings(load_config(preset)) == [] for preset in list_presets())

@@ -50,6 +50,7 @@ def refused(tmp_path, capsys, *overrides: str) -> str:
 
 # ---------------------------------------------------------------------------- building bad files
 
+
 def png_bytes(size: int = 8, value: int = 128) -> bytes:
     from PIL import Image
 
@@ -60,6 +61,7 @@ def png_bytes(size: int = 8, value: int = 128) -> bytes:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A small PNG whose header claims width x height pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -78,9 +80,13 @@ def write_tgz(path: Path, files: dict[str, bytes]) -> Path:
 
 def imagenette_files(top: str = "imagenette2-160") -> dict[str, bytes]:
     rng = np.random.default_rng(0)
-    return {f"{top}/{split}/n0{c}/img{i}.JPEG": png_bytes(value=int(rng.integers(0, 255)))
-            + rng.bytes(2000)  # incompressible padding so a cut lands mid-stream
-            for split in ("train", "val") for c in range(2) for i in range(3)}
+    return {
+        f"{top}/{split}/n0{c}/img{i}.JPEG": png_bytes(value=int(rng.integers(0, 255)))
+        + rng.bytes(2000)  # incompressible padding so a cut lands mid-stream
+        for split in ("train", "val")
+        for c in range(2)
+        for i in range(3)
+    }
 
 
 def zip_with_inconsistent_names(path: Path, first: str, second: str, data: bytes) -> Path:
@@ -90,7 +96,7 @@ def zip_with_inconsistent_names(path: Path, first: str, second: str, data: bytes
         zf.writestr(first, data)
     raw = path.read_bytes()
     local = raw.index(first.encode())  # the local header comes first, the central directory last
-    path.write_bytes(raw[:local] + second.encode() + raw[local + len(first):])
+    path.write_bytes(raw[:local] + second.encode() + raw[local + len(first) :])
     return path
 
 
@@ -100,11 +106,13 @@ def cifar_folder(root: Path, labels_of=lambda n: list(np.arange(n) % 10), data_b
     rng = np.random.default_rng(0)
 
     def batch(n: int) -> bytes:
-        return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": labels_of(n)},
-                            protocol=2)
+        return pickle.dumps(
+            {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": labels_of(n)}, protocol=2
+        )
 
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]},
-                                                       protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)
+    )
     for i in range(1, 6):
         (folder / f"data_batch_{i}").write_bytes(batch(20))
     (folder / "test_batch").write_bytes(batch(20))
@@ -122,6 +130,7 @@ class _HugeArray:
 
 # ---------------------------------------------------------------------------- the issue's cases
 
+
 def test_a_truncated_archive_is_a_data_error(tmp_path, capsys):
     archive = write_tgz(tmp_path / "imagenette2-160.tgz", imagenette_files())
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
@@ -131,8 +140,9 @@ def test_a_truncated_archive_is_a_data_error(tmp_path, capsys):
 
 
 def test_a_zip_whose_member_names_disagree_is_a_data_error(tmp_path, capsys):
-    zip_with_inconsistent_names(tmp_path / "imagenette2-160.tgz", "imagenette2-160/train/a/x.png",
-                                "imagenette2-160/train/b/x.png", png_bytes())
+    zip_with_inconsistent_names(
+        tmp_path / "imagenette2-160.tgz", "imagenette2-160/train/a/x.png", "imagenette2-160/train/b/x.png", png_bytes()
+    )
     line = refused(tmp_path, capsys, "data.name=imagenette", f"data.root={tmp_path}")
     assert f"{tmp_path / 'imagenette2-160.tgz'}: damaged archive (BadZipFile: File name in directory" in line
 
@@ -143,7 +153,7 @@ def test_an_npz_whose_member_names_disagree_is_a_data_error(tmp_path, capsys):
     np.savez(path, **{key: np.zeros(2, np.uint8) for key in keys})
     raw = path.read_bytes()
     at = raw.index(b"train_jpeg.npy")  # its local header; the directory still says train_jpeg
-    path.write_bytes(raw[:at] + b"train_jpog.npy" + raw[at + 14:])
+    path.write_bytes(raw[:at] + b"train_jpog.npy" + raw[at + 14 :])
     line = refused(tmp_path, capsys, "data.name=cifar10_jpeg", f"data.root={tmp_path}")
     assert f"{path}: damaged NumPy archive (BadZipFile: File name in directory" in line
 
@@ -172,12 +182,15 @@ def test_a_png_that_is_not_an_image_is_a_data_error(tmp_path, capsys):
     assert f"cannot decode {root / 'test/b/broken.png'}: " in line
 
 
-@pytest.mark.parametrize("labels, problem", [
-    (lambda n: [str(i % 10) for i in range(n)], "labels must be integers, found strings (e.g. '0')"),
-    (lambda n: [0.5] * n, "labels must be integers, found 0.5 (20 such labels)"),
-    (lambda n: [i % 10 + 10 for i in range(n)], "20 labels out of range [0, 10), e.g. [10, 11, 12, 13, 14]"),
-    (lambda n: [True] * n, "labels must be integers, found booleans (e.g. True)"),
-])
+@pytest.mark.parametrize(
+    "labels, problem",
+    [
+        (lambda n: [str(i % 10) for i in range(n)], "labels must be integers, found strings (e.g. '0')"),
+        (lambda n: [0.5] * n, "labels must be integers, found 0.5 (20 such labels)"),
+        (lambda n: [i % 10 + 10 for i in range(n)], "20 labels out of range [0, 10), e.g. [10, 11, 12, 13, 14]"),
+        (lambda n: [True] * n, "labels must be integers, found booleans (e.g. True)"),
+    ],
+)
 def test_cifar_labels_must_be_integers_in_range(tmp_path, capsys, labels, problem):
     folder = cifar_folder(tmp_path, labels)
     line = refused(tmp_path, capsys, "data.name=cifar10", f"data.root={tmp_path}")
@@ -200,15 +213,17 @@ def test_mnist_labels_of_one_half_are_refused_not_truncated(tmp_path, capsys):
 def test_a_text_file_named_npz_is_called_what_it_is(tmp_path, capsys):
     (tmp_path / "cifar10_jpeg.npz").write_text("hello, this is not an array archive\n")
     line = refused(tmp_path, capsys, "data.name=cifar10_jpeg", f"data.root={tmp_path}")
-    assert line.endswith(f"{tmp_path / 'cifar10_jpeg.npz'}: not a NumPy .npz archive (it starts with text "
-                         f"b'hello, this is n'...)")
+    assert line.endswith(
+        f"{tmp_path / 'cifar10_jpeg.npz'}: not a NumPy .npz archive (it starts with text b'hello, this is n'...)"
+    )
     assert "pickle" not in line
 
 
 def test_a_missing_data_folder_is_called_missing(tmp_path, capsys):
     line = refused(tmp_path, capsys, "data.name=imagefolder", f"data.root={tmp_path / 'nowhere'}")
-    assert line.endswith(f"{tmp_path / 'nowhere'}: data folder not found; pass root=<directory holding the class "
-                         "folders>")
+    assert line.endswith(
+        f"{tmp_path / 'nowhere'}: data folder not found; pass root=<directory holding the class folders>"
+    )
     (tmp_path / "a_file").write_text("x")
     line = refused(tmp_path, capsys, "data.name=imagefolder", f"data.root={tmp_path / 'a_file'}")
     assert "a_file: data folder is not a directory" in line
@@ -223,13 +238,16 @@ def test_demo_with_no_methods_is_one_line(capsys):
 
 # ---------------------------------------------------------------------------- bounded extraction
 
+
 def test_an_archive_bomb_is_refused_and_nothing_is_extracted(tmp_path, capsys):
     bomb = write_tgz(tmp_path / "imagenette2-160.tgz", {"imagenette2-160/train/a/zeros.JPEG": bytes(8 * 2**20)})
     assert bomb.stat().st_size < 20_000  # 8 MiB of zeros in a few KB
     line = refused(tmp_path, capsys, "data.name=imagenette", f"data.root={tmp_path}")
-    assert f"{bomb}: extracts more than 1,048,576 bytes from a {bomb.stat().st_size:,}-byte archive (limits: 100 " \
-           f"times its size past 1,048,576 bytes, 17,179,869,184 bytes in all); refused as a possible decompression " \
-           f"bomb, nothing was extracted" in line
+    assert (
+        f"{bomb}: extracts more than 1,048,576 bytes from a {bomb.stat().st_size:,}-byte archive (limits: 100 "
+        f"times its size past 1,048,576 bytes, 17,179,869,184 bytes in all); refused as a possible decompression "
+        f"bomb, nothing was extracted" in line
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imagenette2-160.tgz"]
 
 
@@ -264,24 +282,29 @@ def test_an_archive_without_the_expected_top_folder_is_refused_not_scattered(tmp
     files = {name.replace("imagenette2-160/", ""): data for name, data in imagenette_files().items()}
     write_tgz(tmp_path / "imagenette2-160.tgz", files)
     line = refused(tmp_path, capsys, "data.name=imagenette", f"data.root={tmp_path}")
-    assert "expected everything under imagenette2-160/, found 'train', 'val' at the top; refused rather than " \
-           "scattering its files" in line
+    assert (
+        "expected everything under imagenette2-160/, found 'train', 'val' at the top; refused rather than "
+        "scattering its files" in line
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imagenette2-160.tgz"]
     with pytest.raises(UnsafeArchiveError, match="found 'other'"):  # one stray entry is enough
-        safe_extract(write_tgz(tmp_path / "mixed.tgz", {"top/a": b"1", "other": b"2"}), tmp_path / "t",
-                     expected_top="top")
+        safe_extract(
+            write_tgz(tmp_path / "mixed.tgz", {"top/a": b"1", "other": b"2"}), tmp_path / "t", expected_top="top"
+        )
 
 
 def test_a_good_imagenette_archive_still_extracts_and_loads(tmp_path):
     from robustfair.data import load_dataset
 
-    write_tgz(tmp_path / "imagenette2-160.tgz", {name: png_bytes(8, value=i * 9)
-                                                 for i, name in enumerate(imagenette_files())})
+    write_tgz(
+        tmp_path / "imagenette2-160.tgz", {name: png_bytes(8, value=i * 9) for i, name in enumerate(imagenette_files())}
+    )
     splits = load_dataset("imagenette", root=tmp_path, size=8)
     assert splits.train.x.shape == (6, 3, 8, 8) and splits.test.x.shape == (6, 3, 8, 8)
 
 
 # ---------------------------------------------------------------------------- pickled arrays
+
 
 def test_a_pickled_array_cannot_ask_for_memory_it_does_not_carry(tmp_path, capsys):
     bomb = pickle.dumps({b"data": _HugeArray(), b"labels": [0]}, protocol=2)
@@ -292,8 +315,11 @@ def test_a_pickled_array_cannot_ask_for_memory_it_does_not_carry(tmp_path, capsy
 
     # numpy's own layout with a forged shape: checked against the bytes it carries, before allocating
     forged = pickle.dumps(np.zeros(3, np.uint8), protocol=2).replace(b"K\x03\x85", b"J\x00\xe1\xf5\x05\x85")
-    with pytest.raises(DataError, match=r"declares shape \(100000000,\) of uint8 \(100,000,000 bytes\) but carries "
-                                        r"3 bytes of data"):
+    with pytest.raises(
+        DataError,
+        match=r"declares shape \(100000000,\) of uint8 \(100,000,000 bytes\) but carries "
+        r"3 bytes of data",
+    ):
         restricted_loads(forged, "forged")
     with pytest.raises(DataError, match="only plain numeric arrays"):
         restricted_loads(pickle.dumps(np.array([1, "a"], dtype=object), protocol=2))

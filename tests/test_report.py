@@ -10,8 +10,9 @@ analysis.json from the real `fairness_analysis` on a tiny linear model.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -23,46 +24,93 @@ from robustfair.metrics.analysis import fairness_analysis
 CLASSES = ["cat", "dog", "bird"]
 
 
-def make_result(y: Sequence[int], clean: Sequence[int], adv: Sequence[int], attack: str = "pgd20",
-                classes: Sequence[str] = CLASSES) -> dict[str, Any]:
-    return classwise_result(list(y), list(clean), list(adv), num_classes=len(classes), classes=list(classes),
-                            dataset="toy", attack={"name": attack, "eps": 0.1, "steps": 20}).to_dict()
+def make_result(
+    y: Sequence[int], clean: Sequence[int], adv: Sequence[int], attack: str = "pgd20", classes: Sequence[str] = CLASSES
+) -> dict[str, Any]:
+    return classwise_result(
+        list(y),
+        list(clean),
+        list(adv),
+        num_classes=len(classes),
+        classes=list(classes),
+        dataset="toy",
+        attack={"name": attack, "eps": 0.1, "steps": 20},
+    ).to_dict()
 
 
-def make_run(root: Path, name: str, *, seed: int = 0, method: str = "pgd_at", lr: float = 0.1,
-             y: Sequence[int] = (0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2),
-             clean: Sequence[int] = (0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 0),
-             adv: Sequence[int] = (0, 1, 1, 1, 1, 1, 0, 0, 2, 0, 0, 0),
-             analysis: bool = False, folder: str | None = None, extra: bool = False,
-             classes: Sequence[str] = CLASSES, sanity: str = "fail") -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int = 0,
+    method: str = "pgd_at",
+    lr: float = 0.1,
+    y: Sequence[int] = (0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2),
+    clean: Sequence[int] = (0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 0),
+    adv: Sequence[int] = (0, 1, 1, 1, 1, 1, 0, 0, 2, 0, 0, 0),
+    analysis: bool = False,
+    folder: str | None = None,
+    extra: bool = False,
+    classes: Sequence[str] = CLASSES,
+    sanity: str = "fail",
+) -> Path:
     """sanity: "fail" (a failed large-eps check), "pass" (every check passed) or "none" (no record)."""
     run = root / (folder or f"{name}_s{seed}")
     run.mkdir(parents=True)
-    config = {"name": name, "seed": seed, "data": {"name": "toy"}, "model": {"name": "mlp"},
-              "method": {"name": method, "eps": 0.1}, "optim": {"lr": lr}, "train": {"epochs": 3}}
+    config = {
+        "name": name,
+        "seed": seed,
+        "data": {"name": "toy"},
+        "model": {"name": "mlp"},
+        "method": {"name": method, "eps": 0.1},
+        "optim": {"lr": lr},
+        "train": {"epochs": 3},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "meta.json").write_text(json.dumps({"robustfair": "test"}))
     records = []
     for epoch in range(1, 4):
-        records.append({
-            "epoch": epoch, "lr": lr, "loss": 2.0 / epoch, "images_per_s": 100.0,
-            "method": {"l0": [0.1 * epoch, 0.2, 0.0], "w0": [1.0, 1.0 + 0.1 * epoch, 1.0], "a1": 0.5 * epoch},
-            "val": {"summary": {"avg_std_err": 30.0 / epoch, "worst_std_err": 50.0 / epoch,
-                                "avg_bndy_err": 20.0, "worst_bndy_err": 30.0,
-                                "avg_rob_err": 60.0 / epoch, "worst_rob_err": 80.0 / epoch},
-                    "clean_acc": [70.0, 80.0, 60.0 + epoch], "robust_acc": [30.0, 40.0, 20.0 + epoch]},
-        })
+        records.append(
+            {
+                "epoch": epoch,
+                "lr": lr,
+                "loss": 2.0 / epoch,
+                "images_per_s": 100.0,
+                "method": {"l0": [0.1 * epoch, 0.2, 0.0], "w0": [1.0, 1.0 + 0.1 * epoch, 1.0], "a1": 0.5 * epoch},
+                "val": {
+                    "summary": {
+                        "avg_std_err": 30.0 / epoch,
+                        "worst_std_err": 50.0 / epoch,
+                        "avg_bndy_err": 20.0,
+                        "worst_bndy_err": 30.0,
+                        "avg_rob_err": 60.0 / epoch,
+                        "worst_rob_err": 80.0 / epoch,
+                    },
+                    "clean_acc": [70.0, 80.0, 60.0 + epoch],
+                    "robust_acc": [30.0, 40.0, 20.0 + epoch],
+                },
+            }
+        )
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     results = make_result(y, clean, adv, classes=classes)
     results["best"] = {**make_result(y, clean, adv, classes=classes), "epoch": 2}
     if extra:
-        results["extra_attacks"] = {"autoattack": make_result(y, clean, [0] * len(y), attack="autoattack",
-                                                              classes=classes)}
+        results["extra_attacks"] = {
+            "autoattack": make_result(y, clean, [0] * len(y), attack="autoattack", classes=classes)
+        }
     if sanity != "none":
-        results["sanity"] = {"passed": sanity == "pass", "checks": [
-            {"name": "robust_not_above_clean", "passed": True, "measured": {}, "message": "ok"},
-            {"name": "large_eps_near_zero", "passed": sanity == "pass", "measured": {"accuracy": 40.0},
-             "message": "40.0% accuracy at eps 1"}]}
+        results["sanity"] = {
+            "passed": sanity == "pass",
+            "checks": [
+                {"name": "robust_not_above_clean", "passed": True, "measured": {}, "message": "ok"},
+                {
+                    "name": "large_eps_near_zero",
+                    "passed": sanity == "pass",
+                    "measured": {"accuracy": 40.0},
+                    "message": "40.0% accuracy at eps 1",
+                },
+            ],
+        }
     results["run"] = {"name": name, "method": method, "model": "mlp", "epochs": 3, "seed": seed, "train_time_s": 12.5}
     (run / "results.json").write_text(json.dumps(results))
     if analysis:
@@ -76,11 +124,22 @@ def linear_analysis() -> dict[str, Any]:
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]]))
         model.bias.copy_(torch.tensor([0.0, -1.0, -0.5]))
-    x = torch.tensor([(0.305, 0.1), (0.1, 0.395), (0.1, 0.1), (0.6, 0.1), (0.605, 0.1), (0.8, 0.45),
-                      (0.1, 0.85), (0.45, 0.6)])
+    x = torch.tensor(
+        [(0.305, 0.1), (0.1, 0.395), (0.1, 0.1), (0.6, 0.1), (0.605, 0.1), (0.8, 0.45), (0.1, 0.85), (0.45, 0.6)]
+    )
     y = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
-    return fairness_analysis(model, [(x, y)], num_classes=3, classes=CLASSES, eps=0.3, steps=50, step_size=0.01,
-                             target_steps=25, target_step_size=0.01, dataset_name="toy")
+    return fairness_analysis(
+        model,
+        [(x, y)],
+        num_classes=3,
+        classes=CLASSES,
+        eps=0.3,
+        steps=50,
+        step_size=0.01,
+        target_steps=25,
+        target_step_size=0.01,
+        dataset_name="toy",
+    )
 
 
 # ---- tests ------------------------------------------------------------------------------------
@@ -96,8 +155,14 @@ from PIL import Image  # noqa: E402
 from robustfair.cli import main  # noqa: E402
 from robustfair.errors import ConfigError, DataError  # noqa: E402
 from robustfair.report import plots  # noqa: E402
-from robustfair.report.compare import (comparison_notes, comparison_text, config_key, group_runs,  # noqa: E402
-                                       per_class_rows, summary_rows)
+from robustfair.report.compare import (  # noqa: E402
+    comparison_notes,
+    comparison_text,
+    config_key,
+    group_runs,
+    per_class_rows,
+    summary_rows,
+)
 from robustfair.report.html import render_report  # noqa: E402
 from robustfair.report.runs import expand_run_paths, load_run, load_runs, read_metrics  # noqa: E402
 from robustfair.report.tables import Number, format_table, mean_std  # noqa: E402
@@ -241,8 +306,22 @@ def test_compare_command(three_runs, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("run,runs,") and len(out.splitlines()) == 3
     target = three_runs / "table.tex"
-    assert main(["compare", str(three_runs / "pgd_s0"), str(three_runs / "trades_s0"), "--format", "latex",
-                 "--which", "best", "--out", str(target)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(three_runs / "pgd_s0"),
+                str(three_runs / "trades_s0"),
+                "--format",
+                "latex",
+                "--which",
+                "best",
+                "--out",
+                str(target),
+            ]
+        )
+        == 0
+    )
     assert r"\toprule" in target.read_text()
     assert main(["compare", str(three_runs / "nope")]) == 2
     assert "robustfair: error:" in capsys.readouterr().err
@@ -254,12 +333,23 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_figures_render_to_png():
     analysis = linear_analysis()
-    metrics = [{"epoch": 1, "lr": 0.1, "loss": 1.0, "method": {"l0": [0.1, 0.2, 0.3], "a1": 0.5},
-                "val": {"summary": {"avg_rob_err": 50.0}, "robust_acc": [40.0, 50.0, 60.0]}}]
-    figures = [plots.per_class_error_figure(["a", "b"], CLASSES, [[1, 2, 3], [2, 3, None]], [[10, 20, 30], [5, 5, 5]]),
-               plots.confusion_figure([[3, 1, 0], [0, 0, 0], [1, 1, 2]], CLASSES, title="t"),
-               plots.steps_to_flip_figure(analysis), plots.target_figure(analysis),
-               plots.training_figure(metrics, CLASSES), plots.method_state_figure(metrics, CLASSES)]
+    metrics = [
+        {
+            "epoch": 1,
+            "lr": 0.1,
+            "loss": 1.0,
+            "method": {"l0": [0.1, 0.2, 0.3], "a1": 0.5},
+            "val": {"summary": {"avg_rob_err": 50.0}, "robust_acc": [40.0, 50.0, 60.0]},
+        }
+    ]
+    figures = [
+        plots.per_class_error_figure(["a", "b"], CLASSES, [[1, 2, 3], [2, 3, None]], [[10, 20, 30], [5, 5, 5]]),
+        plots.confusion_figure([[3, 1, 0], [0, 0, 0], [1, 1, 2]], CLASSES, title="t"),
+        plots.steps_to_flip_figure(analysis),
+        plots.target_figure(analysis),
+        plots.training_figure(metrics, CLASSES),
+        plots.method_state_figure(metrics, CLASSES),
+    ]
     for fig in figures:
         width, height = _png_size(plots.figure_png(fig))
         assert width > 200 and height > 150
@@ -278,8 +368,14 @@ def test_html_report_is_self_contained_with_tables_and_images(three_runs):
         assert _png_size(base64.b64decode(data))[0] > 200
     assert "http://" not in text and "https://" not in text and "<script" not in text.lower()
     assert "&lt;trades&gt;" in text and "<trades>" not in text
-    for caption in ("last model, pgd20 (eps 0.1, 20 steps)", "best-on-validation model", "last model under autoattack",
-                    "error % per class, last model", "correlation with class-wise robust accuracy", "per class"):
+    for caption in (
+        "last model, pgd20 (eps 0.1, 20 steps)",
+        "best-on-validation model",
+        "last model under autoattack",
+        "error % per class, last model",
+        "correlation with class-wise robust accuracy",
+        "per class",
+    ):
         assert f"<caption>{caption}" in text
     assert text.count('<td class="fail">FAIL</td>') == 3  # every run's failed large-eps check
     assert "warning: pgd@pgd_s0: large_eps_near_zero: 40.0% accuracy at eps 1" in text

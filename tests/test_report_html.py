@@ -34,7 +34,9 @@ window.addEventListener("load", function () {
   var result = {
     images: images.length,
     decoded: images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
-    visible: images.filter(function (i) { var r = i.getBoundingClientRect(); return r.width > 100 && r.height > 100; }).length,
+    visible: images.filter(function (i) {
+      var r = i.getBoundingClientRect(); return r.width > 100 && r.height > 100;
+    }).length,
     tables: document.querySelectorAll("table").length,
     rows: document.querySelectorAll("table tbody tr").length,
     headings: Array.prototype.map.call(document.querySelectorAll("h2"), function (h) { return h.textContent; }),
@@ -59,8 +61,12 @@ def find_chromium() -> str | None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         try:
             subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=INSTALL_TIMEOUT_S)
-            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env,
-                           capture_output=True, timeout=INSTALL_TIMEOUT_S)
+            subprocess.run(
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                env=env,
+                capture_output=True,
+                timeout=INSTALL_TIMEOUT_S,
+            )
         except (subprocess.TimeoutExpired, OSError):
             return None
         return next((shutil.which(n) for n in CANDIDATES if shutil.which(n)), None)
@@ -71,14 +77,24 @@ def find_chromium() -> str | None:
 def chromium() -> str:
     binary = find_chromium()
     if binary is None:
-        pytest.skip("headless Chromium not found (install Debian's `chromium` package, or set "
-                    "ROBUSTFAIR_CHROMIUM); CI installs it when CI=true")
+        pytest.skip(
+            "headless Chromium not found (install Debian's `chromium` package, or set "
+            "ROBUSTFAIR_CHROMIUM); CI installs it when CI=true"
+        )
     return binary
 
 
 def headless(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-               f"--user-data-dir={profile}", *args]
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=RENDER_TIMEOUT_S)
 
 
@@ -94,8 +110,7 @@ def test_report_renders_in_headless_chromium_with_every_table_and_image(chromium
 
     probe_page = tmp_path / "probe.html"
     probe_page.write_text(text.replace("</body>", PROBE + "</body>"))
-    done = headless(chromium, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
-                    probe_page.as_uri())
+    done = headless(chromium, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", probe_page.as_uri())
     match = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert match, f"no probe result in Chromium's DOM (stderr: {done.stderr[-500:]})"
     seen = json.loads(html.unescape(match.group(1)))
@@ -107,8 +122,9 @@ def test_report_renders_in_headless_chromium_with_every_table_and_image(chromium
 
     shot = tmp_path / "report.png"
     height = min(int(seen["height"]) + 50, 16000)
-    done = headless(chromium, tmp_path / "profile", f"--screenshot={shot}", f"--window-size=1280,{height}",
-                    report.as_uri())
+    done = headless(
+        chromium, tmp_path / "profile", f"--screenshot={shot}", f"--window-size=1280,{height}", report.as_uri()
+    )
     assert shot.is_file(), f"Chromium wrote no screenshot (stderr: {done.stderr[-500:]})"
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.shape[0] == height and pixels.shape[1] == 1280
@@ -118,7 +134,7 @@ def test_report_renders_in_headless_chromium_with_every_table_and_image(chromium
 
     # The figures are drawn: matplotlib's first two colours (bars), the heatmaps' dark blue,
     # and the tables' header shading, all in quantity.
-    assert count((31, 119, 180)) > 5000   # C0 bars and lines
-    assert count((255, 127, 14)) > 5000   # C1 bars
+    assert count((31, 119, 180)) > 5000  # C0 bars and lines
+    assert count((255, 127, 14)) > 5000  # C1 bars
     assert count((8, 48, 107), 30) > 500  # darkest "Blues" cells
     assert count((242, 244, 247), 2) > 5000  # table headers

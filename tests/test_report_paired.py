@@ -51,9 +51,11 @@ def test_only_shared_seeds_are_paired_and_ties_leave_the_sign_test(tmp_path):
 
 
 def test_text_marks_intervals_that_exclude_zero_and_lists_per_seed_values(tmp_path):
-    groups = [group("pgd_at", {0: 40.0, 1: 41.0, 2: 42.0}, tmp_path),
-              group("bat", {0: 30.0, 1: 31.0, 2: 32.5}, tmp_path),      # consistently lower: interval < 0
-              group("noisy", {0: 30.0, 1: 50.0, 2: 41.0}, tmp_path)]    # spread covers 0
+    groups = [
+        group("pgd_at", {0: 40.0, 1: 41.0, 2: 42.0}, tmp_path),
+        group("bat", {0: 30.0, 1: 31.0, 2: 32.5}, tmp_path),  # consistently lower: interval < 0
+        group("noisy", {0: 30.0, 1: 50.0, 2: 41.0}, tmp_path),
+    ]  # spread covers 0
     text = paired_text(groups, "pgd_at")
     bat_line = next(line for line in text.splitlines() if line.startswith("| bat |") and "[" in line)
     noisy_line = next(line for line in text.splitlines() if line.startswith("| noisy |") and "[" in line)

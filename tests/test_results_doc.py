@@ -21,8 +21,11 @@ DOC = ROOT / "docs" / "RESULTS.md"
 
 def table_commands() -> list[tuple[int, list[str]]]:
     lines = DOC.read_text().splitlines()
-    return [(i, shlex.split(line)[1:]) for i, line in enumerate(lines)
-            if line.startswith("robustfair sweep ") and line.rstrip().endswith("--table-only")]
+    return [
+        (i, shlex.split(line)[1:])
+        for i, line in enumerate(lines)
+        if line.startswith("robustfair sweep ") and line.rstrip().endswith("--table-only")
+    ]
 
 
 def shown_after(line_index: int) -> list[str]:
@@ -55,4 +58,5 @@ def test_table_in_the_document_is_the_command_output(line_index, args, monkeypat
         same += 1
     assert same >= 5, f"line {line_index + 1}: the table under the command differs from its output at line {same}"
     assert same == len(printed) or "" in (printed[same], printed[same - 1]), (
-        f"line {line_index + 1}: the document shows {same} of {len(printed)} output lines, cut inside a table")
+        f"line {line_index + 1}: the document shows {same} of {len(printed)} output lines, cut inside a table"
+    )

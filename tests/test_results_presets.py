@@ -8,8 +8,20 @@ import pytest
 from robustfair.engine.config import list_presets, load_config, load_raw_config
 
 # method section -> the row label of docs/RESULTS.md (TRADES is split by beta)
-PROMISED = {"erm", "pgd_at", "trades(1)", "trades(6)", "frl_rwrm", "bat", "fat_at", "gairat", "cfa", "wat",
-            "dafa", "faal"}
+PROMISED = {
+    "erm",
+    "pgd_at",
+    "trades(1)",
+    "trades(6)",
+    "frl_rwrm",
+    "bat",
+    "fat_at",
+    "gairat",
+    "cfa",
+    "wat",
+    "dafa",
+    "faal",
+}
 SETTINGS = {"digits": "digits_", "mnist": "results_mnist_", "cifar10_small": "results_cifar10_small_"}
 
 

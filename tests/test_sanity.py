@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from robustfair.errors import ConfigError
-from robustfair.metrics import classwise_result
-from robustfair.metrics import sanity
+from robustfair.metrics import classwise_result, sanity
 from robustfair.metrics.sanity import class_balanced_sample, run_sanity_checks
 
 NUM_CLASSES = 3
@@ -30,7 +29,7 @@ def nearest_centre_model() -> nn.Module:
     model = nn.Linear(2, 3)
     with torch.no_grad():
         model.weight.copy_(2 * centres * 10)
-        model.bias.copy_(-(centres ** 2).sum(1) * 10)
+        model.bias.copy_(-(centres**2).sum(1) * 10)
     return model
 
 
@@ -62,9 +61,16 @@ def clean_result(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 def run(model, x, y, **kwargs):
     messages = []
-    record = run_sanity_checks(model, [(x[i:i + 16], y[i:i + 16]) for i in range(0, len(y), 16)],
-                               result=kwargs.pop("result", clean_result(model, x, y)), eps=kwargs.pop("eps", 0.1),
-                               num_classes=NUM_CLASSES, device="cpu", log=messages.append, **kwargs)
+    record = run_sanity_checks(
+        model,
+        [(x[i : i + 16], y[i : i + 16]) for i in range(0, len(y), 16)],
+        result=kwargs.pop("result", clean_result(model, x, y)),
+        eps=kwargs.pop("eps", 0.1),
+        num_classes=NUM_CLASSES,
+        device="cpu",
+        log=messages.append,
+        **kwargs,
+    )
     return record, messages, {c["name"]: c for c in record["checks"]}
 
 
@@ -72,8 +78,13 @@ def test_an_honest_model_passes_every_check_silently():
     x, y = blobs()
     record, messages, checks = run(nearest_centre_model(), x, y, max_samples=30)
     assert record["passed"] and messages == []
-    assert set(checks) == {"robust_not_above_clean", "outputs_are_logits", "input_gradients_nonzero",
-                           "more_steps_not_weaker", "large_eps_near_zero"}
+    assert set(checks) == {
+        "robust_not_above_clean",
+        "outputs_are_logits",
+        "input_gradients_nonzero",
+        "more_steps_not_weaker",
+        "large_eps_near_zero",
+    }
     assert record["num_samples"] == 30
     assert checks["large_eps_near_zero"]["measured"]["accuracy"] == 0.0
     assert checks["input_gradients_nonzero"]["measured"]["zero_fraction"] == 0.0
@@ -104,8 +115,9 @@ def test_gradient_masking_fails_the_gradient_and_large_eps_checks():
 
 def test_attack_that_fixes_mistakes_fails_robust_not_above_clean():
     # Class 0: 2 of 4 correct clean, 3 of 4 correct under "attack".
-    result = classwise_result([0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], num_classes=2,
-                              classes=["cat", "dog"])
+    result = classwise_result(
+        [0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], num_classes=2, classes=["cat", "dog"]
+    )
     check = sanity.robust_not_above_clean(result)
     assert not check["passed"] and check["measured"]["classes_above_clean"] == ["cat"]
     assert check["measured"]["adversarial_acc"] == [75.0, 100.0]
@@ -153,15 +165,20 @@ def test_a_healthy_model_passes_at_100_images_with_a_tie_at_the_tolerance(monkey
 
     monkeypatch.setattr(sanity, "_robust_count", one_more_for_the_strong_attack)
     model = nearest_centre_model()
-    result = classwise_result(y, model(x).argmax(1), model(x).argmax(1), num_classes=NUM_CLASSES,
-                              attack={"name": "pgd20", "eps": eps, "norm": norm})
+    result = classwise_result(
+        y,
+        model(x).argmax(1),
+        model(x).argmax(1),
+        num_classes=NUM_CLASSES,
+        attack={"name": "pgd20", "eps": eps, "norm": norm},
+    )
     record, messages, checks = run(model, x, y, result=result, eps=None, max_samples=100)
     assert record["passed"] and messages == [], messages
     assert record["norm"] == norm and record["eps"] == eps and record["num_samples"] == 100
     assert counts[50] == counts[20] + 1 and checks["more_steps_not_weaker"]["measured"]["tolerance"] == 1
     assert all(c["threshold"] for c in record["checks"])
     large = checks["large_eps_near_zero"]["measured"]
-    assert large["norm"] == norm and large["eps"] == (1.0 if norm == "linf" else pytest.approx(2 ** 0.5))
+    assert large["norm"] == norm and large["eps"] == (1.0 if norm == "linf" else pytest.approx(2**0.5))
 
 
 class LogitsTimes1e4(nn.Module):
@@ -175,9 +192,11 @@ class LogitsTimes1e4(nn.Module):
         return self.inner(x) * 1e4
 
 
-MASKED = {"rounded inputs": (Quantised, {"input_gradients_nonzero", "large_eps_near_zero"}),
-          "logits x 1e4": (LogitsTimes1e4, {"input_gradients_nonzero"}),
-          "softmax outputs": (Softmaxed, {"outputs_are_logits"})}
+MASKED = {
+    "rounded inputs": (Quantised, {"input_gradients_nonzero", "large_eps_near_zero"}),
+    "logits x 1e4": (LogitsTimes1e4, {"input_gradients_nonzero"}),
+    "softmax outputs": (Softmaxed, {"outputs_are_logits"}),
+}
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

@@ -20,9 +20,17 @@ from robustfair.engine import sweep
 from robustfair.engine.sweep import plan_sweep, run_dir_for, run_sweep, sweep_table
 from robustfair.errors import ConfigError
 
-TINY = ["data.train_per_class=8", "data.test_per_class=3", "data.val_per_class=2", "train.epochs=1",
-        "train.batch_size=32", "train.val_attack=none", "method.steps=1", "eval.attack=pgd10",
-        "eval.sanity_checks=false"]
+TINY = [
+    "data.train_per_class=8",
+    "data.test_per_class=3",
+    "data.val_per_class=2",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.val_attack=none",
+    "method.steps=1",
+    "eval.attack=pgd10",
+    "eval.sanity_checks=false",
+]
 PRESETS = ["digits_pgd_at", "digits_frl_rwrm"]
 SUMMARY_KEYS = ["avg_std_err", "worst_std_err", "avg_bndy_err", "worst_bndy_err", "avg_rob_err", "worst_rob_err"]
 
@@ -33,11 +41,20 @@ def _quiet(_line: str) -> None:
 
 # ---------------------------------------------------------------- planning (no training)
 
+
 def test_plan_puts_hot_start_sources_first_and_chains_the_same_seed(tmp_path):
     plan = plan_sweep(["digits_faal", "digits_erm", "digits_frl_rwrm", "digits_pgd_at"], [0, 1], tmp_path)
     order = [(r.preset, r.seed) for r in plan]
-    assert order == [("digits_pgd_at", 0), ("digits_pgd_at", 1), ("digits_faal", 0), ("digits_faal", 1),
-                     ("digits_erm", 0), ("digits_erm", 1), ("digits_frl_rwrm", 0), ("digits_frl_rwrm", 1)]
+    assert order == [
+        ("digits_pgd_at", 0),
+        ("digits_pgd_at", 1),
+        ("digits_faal", 0),
+        ("digits_faal", 1),
+        ("digits_erm", 0),
+        ("digits_erm", 1),
+        ("digits_frl_rwrm", 0),
+        ("digits_frl_rwrm", 1),
+    ]
     by_cell = {(r.preset, r.seed): r for r in plan}
     for preset in ("digits_faal", "digits_frl_rwrm"):
         for seed in (0, 1):
@@ -63,15 +80,18 @@ def test_plan_never_rewrites_an_explicit_init_from(tmp_path):
     assert frl.overrides == ("init_from=elsewhere/run", "seed=3")
 
 
-@pytest.mark.parametrize("presets, seeds, overrides, message", [
-    ([], [0], [], "at least one preset"),
-    (["digits_erm", "digits_erm"], [0], [], "given twice"),
-    (["digits_erm"], [], [], "--seeds"),
-    (["digits_erm"], [-1], [], ">= 0"),
-    (["digits_erm"], [0], ["train.epochs"], "key=value"),
-    (["digits_erm"], [0], ["train.epochs=0"], "epochs"),
-    (["no_such_preset"], [0], [], "unknown preset"),
-])
+@pytest.mark.parametrize(
+    "presets, seeds, overrides, message",
+    [
+        ([], [0], [], "at least one preset"),
+        (["digits_erm", "digits_erm"], [0], [], "given twice"),
+        (["digits_erm"], [], [], "--seeds"),
+        (["digits_erm"], [-1], [], ">= 0"),
+        (["digits_erm"], [0], ["train.epochs"], "key=value"),
+        (["digits_erm"], [0], ["train.epochs=0"], "epochs"),
+        (["no_such_preset"], [0], [], "unknown preset"),
+    ],
+)
 def test_plan_rejects_bad_grids(tmp_path, presets, seeds, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         plan_sweep(presets, seeds, tmp_path, overrides)
@@ -99,8 +119,13 @@ def test_failed_source_marks_its_hot_starts_failed_and_the_sweep_goes_on(tmp_pat
 
     monkeypatch.setattr(trainer, "train", fake_train)
     outcome = run_sweep(["digits_erm", "digits_pgd_at", "digits_frl_rwrm"], [0, 1], tmp_path, log=_quiet)
-    assert calls == [("digits_erm", 0, False), ("digits_erm", 1, False), ("digits_pgd_at", 0, False),
-                     ("digits_pgd_at", 1, False), ("digits_frl_rwrm", 0, False)]
+    assert calls == [
+        ("digits_erm", 0, False),
+        ("digits_erm", 1, False),
+        ("digits_pgd_at", 0, False),
+        ("digits_pgd_at", 1, False),
+        ("digits_frl_rwrm", 0, False),
+    ]
     assert set(outcome.failed) == {tmp_path / "digits_pgd_at/seed1", tmp_path / "digits_frl_rwrm/seed1"}
     assert "simulated failure" in outcome.failed[tmp_path / "digits_pgd_at/seed1"]
     assert "digits_pgd_at seed 1 did not finish" in outcome.failed[tmp_path / "digits_frl_rwrm/seed1"]
@@ -111,8 +136,9 @@ def test_a_started_run_is_resumed_not_restarted(tmp_path, monkeypatch):
     from robustfair.engine import trainer
 
     calls = []
-    monkeypatch.setattr(trainer, "train", lambda config, run_dir, *, resume=False, quiet=False:
-                        calls.append((Path(run_dir), resume)))
+    monkeypatch.setattr(
+        trainer, "train", lambda config, run_dir, *, resume=False, quiet=False: calls.append((Path(run_dir), resume))
+    )
     started = run_dir_for(tmp_path, "digits_erm", 1)
     started.mkdir(parents=True)
     (started / "config.yaml").write_text("name: digits_erm\n")
@@ -122,6 +148,7 @@ def test_a_started_run_is_resumed_not_restarted(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- real tiny runs
+
 
 def _cell(text: str) -> str:
     return text.replace("**", "").strip()
@@ -188,7 +215,7 @@ def test_sweep_table_is_the_mean_and_std_of_the_results_files(tiny_sweep):
     text = sweep_table(PRESETS, [0, 1], out)
     for preset in PRESETS:
         results = [json.loads((out / preset / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
-        summary_row, = [r for r in _table_rows(text, preset) if len(r) == 8]
+        (summary_row,) = [r for r in _table_rows(text, preset) if len(r) == 8]
         assert summary_row[1] == "2"  # runs
         for key, cell in zip(SUMMARY_KEYS, summary_row[2:]):
             assert cell == _expected([r["summary"][key] for r in results], 2), key
@@ -196,7 +223,7 @@ def test_sweep_table_is_the_mean_and_std_of_the_results_files(tiny_sweep):
         for kind, key in (("clean", "clean_acc"), ("robust", "robust_acc")):
             for c in range(10):
                 assert per_class[kind][c] == _expected([100.0 - r["per_class"][key][c] for r in results], 1)
-        time_row, = [r for r in _table_rows(text, preset) if len(r) == 5]
+        (time_row,) = [r for r in _table_rows(text, preset) if len(r) == 5]
         assert time_row[1] == "0, 1"
         assert time_row[2] == _expected([r["run"]["train_time_s"] for r in results], 0)
         walls = [sweep.run_wall_time(out / preset / f"seed{s}") for s in (0, 1)]
@@ -219,8 +246,7 @@ def test_sweep_table_is_the_mean_and_std_of_the_results_files(tiny_sweep):
 def test_cli_table_only_writes_the_same_table(tiny_sweep, tmp_path, capsys):
     out, _ = tiny_sweep
     table = tmp_path / "table.md"
-    status = main(["sweep", *PRESETS, *TINY, "--seeds", "2", "--out", str(out), "--table-only",
-                   "--table", str(table)])
+    status = main(["sweep", *PRESETS, *TINY, "--seeds", "2", "--out", str(out), "--table-only", "--table", str(table)])
     assert status == 0
     assert table.read_text() == sweep_table(PRESETS, [0, 1], out) + "\n"
     assert capsys.readouterr().out.strip() == table.read_text().strip()

@@ -56,8 +56,9 @@ def reference_attack(model, x, eps, step, steps, seed):
 def reference_trades_loss(model, x, x_adv, y, beta):
     logits = model(x)
     loss_natural = F.cross_entropy(logits, y)
-    loss_robust = (1.0 / len(x)) * F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(model(x), dim=1),
-                                            reduction="sum")
+    loss_robust = (1.0 / len(x)) * F.kl_div(
+        F.log_softmax(model(x_adv), dim=1), F.softmax(model(x), dim=1), reduction="sum"
+    )
     return loss_natural + beta * loss_robust
 
 
@@ -130,8 +131,9 @@ def test_frl_step_equals_the_code_with_per_class_eps_and_weights():
 
     x_ref = reference_attack(reference, x, eps, step, 10, seed=9)
     loss_natural = F.cross_entropy(reference(x), y, reduction="none")
-    loss_bndy = F.kl_div(F.log_softmax(reference(x_ref), dim=1), F.softmax(reference(x), dim=1),
-                         reduction="none").sum(1)
+    loss_bndy = F.kl_div(F.log_softmax(reference(x_ref), dim=1), F.softmax(reference(x), dim=1), reduction="none").sum(
+        1
+    )
     loss_ref = (loss_natural * w0[y]).sum() / w0[y].sum() + 1.5 * (loss_bndy * w1[y]).sum() / w1[y].sum()
     loss_ref.backward()
 
@@ -154,8 +156,7 @@ def test_kl_is_the_code_expression_bit_for_bit():
     assert torch.equal(got, expected)
     # the attack ascends the batch sum: its input gradient is the code's reduction="sum" one, exactly
     (ours,) = torch.autograd.grad(got.sum(), adv)
-    (theirs,) = torch.autograd.grad(F.kl_div(F.log_softmax(adv, dim=1), F.softmax(clean, dim=1),
-                                             reduction="sum"), adv)
+    (theirs,) = torch.autograd.grad(F.kl_div(F.log_softmax(adv, dim=1), F.softmax(clean, dim=1), reduction="sum"), adv)
     assert torch.equal(ours, theirs)
 
 

@@ -24,8 +24,9 @@ MARKER = Path(os.environ.get("TMPDIR", "/tmp")) / f"robustfair-weights-test-{os.
 
 
 def tiny_net(num_classes: int = 10, in_channels: int = 1, input_size: int = 8) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size * input_size, 16), nn.ReLU(),
-                         nn.Linear(16, num_classes))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_channels * input_size * input_size, 16), nn.ReLU(), nn.Linear(16, num_classes)
+    )
 
 
 class RunsCode:
@@ -55,8 +56,23 @@ def test_a_pt_state_dict_with_a_module_prefix_evaluates(tmp_path):
         optimizer.step()
     path = tmp_path / "published.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}, "epoch": 90}, path)
-    code, out, err = run_cli(["eval", "--model", f"{MODULE}:tiny_net", "--dataset", "digits", "--weights", path,
-                              "--attack", "none", "--test-per-class", "5", "--json", tmp_path / "r.json"])
+    code, out, err = run_cli(
+        [
+            "eval",
+            "--model",
+            f"{MODULE}:tiny_net",
+            "--dataset",
+            "digits",
+            "--weights",
+            path,
+            "--attack",
+            "none",
+            "--test-per-class",
+            "5",
+            "--json",
+            tmp_path / "r.json",
+        ]
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     # the numbers are those of the saved weights, computed here independently
@@ -78,20 +94,24 @@ def test_a_pt_holding_code_is_refused_without_running_it(tmp_path):
     raw = tmp_path / "raw.pth"  # a plain pickle (the legacy torch.save format), same payload
     raw.write_bytes(pickle.dumps({"model": RunsCode()}, protocol=2))
     for path in (evil, raw):
-        code, _, err = run_cli(["eval", "--model", f"{MODULE}:tiny_net", "--dataset", "digits", "--weights", path,
-                                "--attack", "none"])
+        code, _, err = run_cli(
+            ["eval", "--model", f"{MODULE}:tiny_net", "--dataset", "digits", "--weights", path, "--attack", "none"]
+        )
         assert code == 2 and err.count("\n") == 1, err
         assert "holds pickled Python objects other than tensors" in err and "system" in err
     assert not MARKER.exists()
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda sd: sd,
-    lambda sd: {"model": sd, "optimizer": {"lr": 0.1}},
-    lambda sd: {"model_state_dict": {f"module.{k}": v for k, v in sd.items()}},
-    lambda sd: {"net": {f"module.model.{k}": v for k, v in sd.items()}},
-    lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()},
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"model": sd, "optimizer": {"lr": 0.1}},
+        lambda sd: {"model_state_dict": {f"module.{k}": v for k, v in sd.items()}},
+        lambda sd: {"net": {f"module.model.{k}": v for k, v in sd.items()}},
+        lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()},
+    ],
+)
 def test_wrappers_and_prefixes_are_unwrapped(tmp_path, wrap):
     source = tiny_net()
     path = tmp_path / "w.pth"
@@ -139,11 +159,13 @@ def test_files_that_are_no_state_dict_are_one_clear_error(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     torch.save({"epoch": 3, "args": {"lr": 0.1}}, tmp_path / "meta.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "meta.pt").read_bytes()[:40])
-    for name, match in [("notes.pt", "neither a .safetensors file nor a torch.save"),
-                        ("list.pt", "holds a list, not a state dict"),
-                        ("meta.pt", "holds no state dict of tensors"),
-                        ("cut.pt", "cannot be read as a torch.save state dict"),
-                        ("missing.pt", "does not exist")]:
+    for name, match in [
+        ("notes.pt", "neither a .safetensors file nor a torch.save"),
+        ("list.pt", "holds a list, not a state dict"),
+        ("meta.pt", "holds no state dict of tensors"),
+        ("cut.pt", "cannot be read as a torch.save state dict"),
+        ("missing.pt", "does not exist"),
+    ]:
         with pytest.raises(CheckpointError, match=match) as err:
             read_state_dict(tmp_path / name)
         assert "\n" not in str(err.value)

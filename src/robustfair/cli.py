@@ -18,7 +18,7 @@ import importlib
 import os
 import re
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from robustfair import __version__
 from robustfair.errors import RobustfairError
@@ -59,7 +59,7 @@ def _with_suggestion(message: str) -> str:
     if not close:
         return message
     hint = f"; did you mean {or_list([repr(c) for c in close])}?"
-    return message[:match.start("word") + len(match["word"])] + hint + message[match.end("word"):]
+    return message[: match.start("word") + len(match["word"])] + hint + message[match.end("word") :]
 
 
 def _command_modules():
@@ -128,8 +128,9 @@ def _guard(action) -> int:
         sys.stderr.write(f"robustfair: error: {_one_line(err)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        sys.stderr.write("robustfair: interrupted; completed epochs are in the run's last checkpoint "
-                         "(continue with --resume)\n")
+        sys.stderr.write(
+            "robustfair: interrupted; completed epochs are in the run's last checkpoint (continue with --resume)\n"
+        )
         return EXIT_INTERRUPTED
     except OSError as err:
         sys.stderr.write(f"robustfair: error: {_os_error_line(err)}\n")
@@ -141,12 +142,15 @@ def _guard(action) -> int:
         if os.environ.get("ROBUSTFAIR_DEBUG"):
             raise
         if "out of memory" in str(err).lower():  # torch.OutOfMemoryError and CUDA allocator errors
-            sys.stderr.write("robustfair: error: out of memory on the device; lower train.batch_size or "
-                             "train.eval_batch_size\n")
+            sys.stderr.write(
+                "robustfair: error: out of memory on the device; lower train.batch_size or train.eval_batch_size\n"
+            )
             return EXIT_OS_ERROR
         first = _one_line(str(err).splitlines()[0]) if str(err).strip() else ""
-        sys.stderr.write(f"robustfair: internal error (a bug; please report it): {type(err).__name__}"
-                         f"{': ' + first if first else ''}; ROBUSTFAIR_DEBUG=1 shows the traceback\n")
+        sys.stderr.write(
+            f"robustfair: internal error (a bug; please report it): {type(err).__name__}"
+            f"{': ' + first if first else ''}; ROBUSTFAIR_DEBUG=1 shows the traceback\n"
+        )
         return EXIT_BUG
 
 

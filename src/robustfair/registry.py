@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Generic, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Generic, TypeVar
 
 from robustfair.errors import UnknownNameError
 
@@ -41,14 +42,16 @@ def closest_names(name: object, valid: Sequence[str], limit: int = 3) -> list[st
     text = str(name).strip()
     if not text:
         return []
+
     def spelling(v: str) -> float:
         return difflib.SequenceMatcher(None, text.lower(), v.lower()).ratio()
 
     def prefix(v: str) -> int:
         return len(os.path.commonprefix([text.lower(), v.lower()]))
 
-    scored = sorted(((_similarity(text, v), prefix(v), spelling(v), v) for v in valid),
-                    key=lambda s: (-s[0], -s[1], -s[2], s[3]))
+    scored = sorted(
+        ((_similarity(text, v), prefix(v), spelling(v), v) for v in valid), key=lambda s: (-s[0], -s[1], -s[2], s[3])
+    )
     return [s[3] for s in scored if s[0] >= 0.6][:limit]
 
 
@@ -56,8 +59,9 @@ def or_list(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def unknown_name_message(kind: str, name: object, valid: Sequence[str], *, plural: str | None = None,
-                         list_command: str | None = None) -> str:
+def unknown_name_message(
+    kind: str, name: object, valid: Sequence[str], *, plural: str | None = None, list_command: str | None = None
+) -> str:
     """One line for an unknown `name` of `kind`: the closest valid names, then all of them
     (short lists) or where to find them (long lists: `list_command`)."""
     plural = plural or f"{kind}s"
@@ -67,8 +71,11 @@ def unknown_name_message(kind: str, name: object, valid: Sequence[str], *, plura
     if close:
         message += f"; did you mean {or_list(close)}?"
     if len(valid) <= LIST_ALL_UP_TO or list_command is None:
-        return message + f" valid {kind} names: {', '.join(valid)}" if close else \
-            message + f"; valid {kind} names: {', '.join(valid)}"
+        return (
+            message + f" valid {kind} names: {', '.join(valid)}"
+            if close
+            else message + f"; valid {kind} names: {', '.join(valid)}"
+        )
     where = f"{len(valid)} {plural}: {list_command}"
     return message + (f" ({where})" if close else f"; none is close ({where})")
 
@@ -87,8 +94,9 @@ class Registry(Mapping[str, T], Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise UnknownNameError(unknown_name_message(self.kind, name, list(self._entries),
-                                                        list_command=f"robustfair list {self.kind}s")) from None
+            raise UnknownNameError(
+                unknown_name_message(self.kind, name, list(self._entries), list_command=f"robustfair list {self.kind}s")
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -67,8 +67,10 @@ class Holder:
 
 
 def locked_message(run_dir: Path, holder: Holder) -> str:
-    return (f"run directory {str(run_dir)!r} is being written by {holder.describe()}; a second writer would "
-            "corrupt it: wait for that process to finish, or stop it and continue with --resume")
+    return (
+        f"run directory {str(run_dir)!r} is being written by {holder.describe()}; a second writer would "
+        "corrupt it: wait for that process to finish, or stop it and continue with --resume"
+    )
 
 
 def lock_path(run_dir: str | os.PathLike) -> Path:
@@ -87,8 +89,12 @@ def _parse_holder(text: str) -> Holder:
     if not isinstance(record, dict):
         return Holder()
     pid = record.get("pid")
-    return Holder(pid=pid if isinstance(pid, int) else None, host=str(record.get("host", "")),
-                  since=str(record.get("since", "")), command=str(record.get("command", "")))
+    return Holder(
+        pid=pid if isinstance(pid, int) else None,
+        host=str(record.get("host", "")),
+        since=str(record.get("since", "")),
+        command=str(record.get("command", "")),
+    )
 
 
 def _read_holder(fd: int) -> Holder:
@@ -141,7 +147,7 @@ class RunLock:
                 except OSError:
                     break
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -204,8 +210,12 @@ def acquire(run_dir: str | os.PathLike, command: str = "train") -> RunLock:
             fd = None
         else:
             fd = _open_locked(path, time.monotonic() + _RETRY_S)
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                      "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command,
+                "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
     except RunLockedError:
@@ -215,8 +225,12 @@ def acquire(run_dir: str | os.PathLike, command: str = "train") -> RunLock:
         from robustfair.engine.run_files import write_error  # the writers' one-line message and advice
 
         _remove_empty(created)
-        then = ("the file system refuses locks (NFS mounted with nolock?); set ROBUSTFAIR_RUN_LOCK=off to write "
-                "without the one-writer check" if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS) else "")
+        then = (
+            "the file system refuses locks (NFS mounted with nolock?); set ROBUSTFAIR_RUN_LOCK=off to write "
+            "without the one-writer check"
+            if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+            else ""
+        )
         raise write_error(err, run_dir, then) from None
     lock = RunLock(run_dir, fd, created)
     _HELD[_key(run_dir)] = lock
@@ -259,5 +273,14 @@ def being_written_note(run_dir: str | os.PathLike) -> str | None:
     return f"{run_dir} is still being written by {holder.describe()}"
 
 
-__all__ = ["Holder", "RunLock", "acquire", "writer_of", "being_written_note", "locked_message", "lock_path",
-           "LOCK_NAME", "LOCK_ENV"]
+__all__ = [
+    "Holder",
+    "RunLock",
+    "acquire",
+    "writer_of",
+    "being_written_note",
+    "locked_message",
+    "lock_path",
+    "LOCK_NAME",
+    "LOCK_ENV",
+]

@@ -14,7 +14,8 @@ import math
 import re
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -34,16 +35,30 @@ def is_override(token: str) -> bool:
     return bool(_OVERRIDE_KEY.match(token))
 
 
-def param(default: Any = _MISSING, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, high_open: bool = False, choices: Sequence[Any] | None = None,
-          help: str = "", default_factory: Any = _MISSING) -> Any:
+def param(
+    default: Any = _MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: Sequence[Any] | None = None,
+    help: str = "",
+    default_factory: Any = _MISSING,
+) -> Any:
     """Declare a config field with validation metadata.
 
     low/high: inclusive bounds (exclusive with low_open/high_open) for numbers, and for
     every element of a list of numbers. choices: the allowed values.
     """
-    meta = {"low": low, "high": high, "low_open": low_open, "high_open": high_open,
-            "choices": None if choices is None else tuple(choices), "help": help}
+    meta = {
+        "low": low,
+        "high": high,
+        "low_open": low_open,
+        "high_open": high_open,
+        "choices": None if choices is None else tuple(choices),
+        "help": help,
+    }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -60,8 +75,9 @@ def _check_number(value: float, meta: Mapping[str, Any], where: str) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: {value!r} is not a finite number")
     low, high = meta.get("low"), meta.get("high")
-    bad = (low is not None and (value <= low if meta.get("low_open") else value < low)) or \
-          (high is not None and (value >= high if meta.get("high_open") else value > high))
+    bad = (low is not None and (value <= low if meta.get("low_open") else value < low)) or (
+        high is not None and (value >= high if meta.get("high_open") else value > high)
+    )
     if bad:
         raise ConfigError(f"{where}: {value!r} is out of range; allowed: {_range_text(meta)}")
 
@@ -86,8 +102,11 @@ def _coerce(value: Any, tp: Any, meta: Mapping[str, Any], where: str) -> Any:
                 return _coerce(value, arg, meta, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[-1] if len(errors) == 1 else
-                          f"{where}: {value!r} is not a valid {' or '.join(_type_name(a) for a in args if a is not type(None))}")
+        raise ConfigError(
+            errors[-1]
+            if len(errors) == 1
+            else f"{where}: {value!r} is not a valid {' or '.join(_type_name(a) for a in args if a is not type(None))}"
+        )
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
@@ -154,8 +173,9 @@ def build(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
         where = f"{path}.{shown}" if path else shown
         close = closest_names(key, list(fields)) if isinstance(key, str) else []
         hint = f" did you mean {or_list(close)}?" if close else ""
-        raise ConfigError(f"{where}: unknown field;{hint} valid fields{' of ' + path if path else ''}: "
-                          f"{', '.join(sorted(fields))}")
+        raise ConfigError(
+            f"{where}: unknown field;{hint} valid fields{' of ' + path if path else ''}: {', '.join(sorted(fields))}"
+        )
     kwargs = {}
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name
@@ -211,7 +231,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             if child is None:
                 child = node[k] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(keys[:i + 1])} is not a section")
+                raise ConfigError(f"override {text!r}: {'.'.join(keys[: i + 1])} is not a section")
             node = child
         node[keys[-1]] = value
     return out
@@ -230,8 +250,11 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else "required")
+        default = (
+            f.default
+            if f.default is not _MISSING
+            else (f.default_factory() if f.default_factory is not _MISSING else "required")
+        )
         extra = _range_text(f.metadata)
         if f.metadata.get("choices"):
             extra = "one of " + ", ".join(map(str, f.metadata["choices"]))

@@ -16,12 +16,35 @@ from robustfair.attacks.early_stop import EarlyStopResult, early_stop_variant, e
 from robustfair.attacks.mode import crafting_mode
 from robustfair.attacks.objectives import LOSSES, Objective, resolve_objective
 from robustfair.attacks.pgd import fgsm, pgd
-from robustfair.attacks.presets import (ATTACKS, DEFAULT_EPS, AttackOutcome, AttackPreset, ConfiguredAttack, budget,
-                                       make_attack)
+from robustfair.attacks.presets import (
+    ATTACKS,
+    DEFAULT_EPS,
+    AttackOutcome,
+    AttackPreset,
+    ConfiguredAttack,
+    budget,
+    make_attack,
+)
 
 __all__ = [
-    "fgsm", "pgd", "early_stopped_pgd", "early_stop_variant", "EarlyStopResult", "autoattack", "AutoAttackResult",
-    "AUTOATTACK_ATTACKS", "MissingExtraError", "ATTACKS", "AttackPreset", "ConfiguredAttack",
-    "make_attack", "budget", "AttackOutcome", "DEFAULT_EPS", "crafting_mode", "LOSSES", "Objective",
+    "fgsm",
+    "pgd",
+    "early_stopped_pgd",
+    "early_stop_variant",
+    "EarlyStopResult",
+    "autoattack",
+    "AutoAttackResult",
+    "AUTOATTACK_ATTACKS",
+    "MissingExtraError",
+    "ATTACKS",
+    "AttackPreset",
+    "ConfiguredAttack",
+    "make_attack",
+    "budget",
+    "AttackOutcome",
+    "DEFAULT_EPS",
+    "crafting_mode",
+    "LOSSES",
+    "Objective",
     "resolve_objective",
 ]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -56,13 +57,15 @@ def _import_autoattack():
     try:
         from pyautoattack import AutoAttack
     except ImportError:
-        raise MissingExtraError("AutoAttack needs the optional dependency pyautoattack; install it with "
-                                "`pip install robustfair[autoattack]`") from None
+        raise MissingExtraError(
+            "AutoAttack needs the optional dependency pyautoattack; install it with "
+            "`pip install robustfair[autoattack]`"
+        ) from None
     return AutoAttack
 
 
 def implementation() -> str:
-    """"pyautoattack X.Y.Z", or a note that the extra is missing (recorded with every result)."""
+    """ "pyautoattack X.Y.Z", or a note that the extra is missing (recorded with every result)."""
     try:
         import pyautoattack
     except ImportError:
@@ -70,8 +73,7 @@ def implementation() -> str:
     return f"pyautoattack {getattr(pyautoattack, '__version__', '?')}"
 
 
-def check_options(eps: Any, norm: str, version: str, attacks: Sequence[str] | None, seed: Any,
-                  batch_size: Any) -> None:
+def check_options(eps: Any, norm: str, version: str, attacks: Sequence[str] | None, seed: Any, batch_size: Any) -> None:
     check_number(eps, "eps")
     check_choice(norm, "norm", tuple(_NORM_NAMES))
     check_choice(version, "version", VERSIONS)
@@ -86,12 +88,28 @@ def check_options(eps: Any, norm: str, version: str, attacks: Sequence[str] | No
         raise ConfigError(f"attacks: a list of attacks is only used with version='custom', not {version!r}")
 
 
-def _adversary(model: nn.Module | None, *, eps: float, norm: str, version: str, attacks: Sequence[str] | None,
-               seed: int, device: torch.device | str, num_classes: int | None):
+def _adversary(
+    model: nn.Module | None,
+    *,
+    eps: float,
+    norm: str,
+    version: str,
+    attacks: Sequence[str] | None,
+    seed: int,
+    device: torch.device | str,
+    num_classes: int | None,
+):
     """AutoAttack configured as its `version` sets it, with the target-class count capped at C - 1."""
     AutoAttack = _import_autoattack()
-    adversary = AutoAttack(model, norm=_NORM_NAMES[norm], eps=float(eps), version=version,
-                           attacks=list(attacks) if version == "custom" else None, device=device, seed=seed)
+    adversary = AutoAttack(
+        model,
+        norm=_NORM_NAMES[norm],
+        eps=float(eps),
+        version=version,
+        attacks=list(attacks) if version == "custom" else None,
+        device=device,
+        seed=seed,
+    )
     if num_classes is not None:
         # AutoAttack's defaults assume at least 10 classes (9 target classes).
         adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, num_classes - 1)
@@ -99,18 +117,29 @@ def _adversary(model: nn.Module | None, *, eps: float, norm: str, version: str, 
     return adversary
 
 
-def component_settings(*, eps: float, norm: str = "linf", version: str = "standard",
-                       attacks: Sequence[str] | None = None, num_classes: int | None = None) -> dict[str, dict]:
+def component_settings(
+    *,
+    eps: float,
+    norm: str = "linf",
+    version: str = "standard",
+    attacks: Sequence[str] | None = None,
+    num_classes: int | None = None,
+) -> dict[str, dict]:
     """{component: its settings} in run order, read from AutoAttack's own configuration
     (iterations, restarts, target classes, queries); needs the extra."""
-    adversary = _adversary(None, eps=eps, norm=norm, version=version, attacks=attacks, seed=0, device="cpu",
-                           num_classes=num_classes)
+    adversary = _adversary(
+        None, eps=eps, norm=norm, version=version, attacks=attacks, seed=0, device="cpu", num_classes=num_classes
+    )
     apgd, targeted, fab, square = adversary.apgd, adversary.apgd_targeted, adversary.fab, adversary.square
     settings = {
         "apgd-ce": {"loss": "ce", "iterations": apgd.n_iter, "restarts": apgd.n_restarts, "eot_iter": apgd.eot_iter},
         "apgd-dlr": {"loss": "dlr", "iterations": apgd.n_iter, "restarts": apgd.n_restarts, "eot_iter": apgd.eot_iter},
-        "apgd-t": {"loss": "dlr-targeted", "iterations": targeted.n_iter, "restarts": targeted.n_restarts,
-                   "target_classes": targeted.n_target_classes},
+        "apgd-t": {
+            "loss": "dlr-targeted",
+            "iterations": targeted.n_iter,
+            "restarts": targeted.n_restarts,
+            "target_classes": targeted.n_target_classes,
+        },
         "fab": {"iterations": fab.n_iter, "restarts": fab.n_restarts},
         # AutoAttack runs FAB-T with one restart (it sets this when FAB-T starts).
         "fab-t": {"iterations": fab.n_iter, "restarts": 1, "target_classes": fab.n_target_classes},
@@ -123,15 +152,27 @@ def components_of(version: str, attacks: Sequence[str] | None = None) -> tuple[s
     """The components `version` runs, in order (AutoAttack's `_set_version`), without the extra."""
     if version == "custom":
         return tuple(attacks or ())
-    return {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
-            "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
-            "rand": ("apgd-ce", "apgd-dlr")}[version]
+    return {
+        "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+        "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+        "rand": ("apgd-ce", "apgd-dlr"),
+    }[version]
 
 
-def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-               norm: str = "linf", version: str = "standard",
-               attacks: Sequence[str] | None = None, seed: int = 0, batch_size: int = 500,
-               device: torch.device | str | None = None, progress: bool | None = None) -> AutoAttackResult:
+def autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    version: str = "standard",
+    attacks: Sequence[str] | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+) -> AutoAttackResult:
     """Run AutoAttack on (x, y): adversarial inputs, their predictions, and per sample the
     component that fooled it first.
 
@@ -155,14 +196,27 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
     check_options(eps, norm, version, attacks, seed, batch_size)
     device = x.device if device is None else torch.device(device)
 
-    with crafting_mode(model, "eval"), _frozen_parameters(model), _preserved_rng(device), \
-            torch.inference_mode(False), _each_warning_once():
+    with (
+        crafting_mode(model, "eval"),
+        _frozen_parameters(model),
+        _preserved_rng(device),
+        torch.inference_mode(False),
+        _each_warning_once(),
+    ):
         x_run, y_run = x.detach().to(device), y.to(device)
         with torch.no_grad():
             clean = torch.cat([model(chunk).argmax(1) for chunk in x_run.split(batch_size)])
             num_classes = model(x_run[:1]).shape[1]
-        adversary = _adversary(model, eps=eps, norm=norm, version=version, attacks=attacks, seed=seed,
-                               device=device, num_classes=num_classes)
+        adversary = _adversary(
+            model,
+            eps=eps,
+            norm=norm,
+            version=version,
+            attacks=attacks,
+            seed=seed,
+            device=device,
+            num_classes=num_classes,
+        )
         components = tuple(adversary.attacks_to_run)
         _check_class_count(components, num_classes)
 
@@ -175,11 +229,16 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
             if remaining.numel() == 0:
                 break
             adversary.attacks_to_run = [name]
-            with progress_bar(None, f"AutoAttack {name} on {remaining.numel()}", unit="pass", enabled=progress,
-                              leave=False) as bar, counting_calls(model, bar):
+            with (
+                progress_bar(
+                    None, f"AutoAttack {name} on {remaining.numel()}", unit="pass", enabled=progress, leave=False
+                ) as bar,
+                counting_calls(model, bar),
+            ):
                 for chunk in remaining.split(batch_size):
-                    adv_chunk, pred_chunk = adversary.run_standard_evaluation(x_run[chunk], y_run[chunk],
-                                                                              batch_size=batch_size)
+                    adv_chunk, pred_chunk = adversary.run_standard_evaluation(
+                        x_run[chunk], y_run[chunk], batch_size=batch_size
+                    )
                     fooled = pred_chunk.to(device) != y_run[chunk]
                     hit = chunk[fooled]
                     x_adv[hit] = adv_chunk.to(device)[fooled].detach()
@@ -188,8 +247,12 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float
                     robust[hit] = False
                     bar.set_postfix_str(f"robust {int(robust.sum())}/{robust.numel()}")
         adversary.attacks_to_run = list(components)
-    return AutoAttackResult(x_adv.detach().to(x.device), predictions.to(device=x.device, dtype=torch.long),
-                            first_success.to(x.device), components)
+    return AutoAttackResult(
+        x_adv.detach().to(x.device),
+        predictions.to(device=x.device, dtype=torch.long),
+        first_success.to(x.device),
+        components,
+    )
 
 
 def _check_class_count(names: Sequence[str], num_classes: int) -> None:
@@ -198,7 +261,8 @@ def _check_class_count(names: Sequence[str], num_classes: int) -> None:
         usable = [n for n in names if n not in too_few]
         raise ConfigError(
             f"attacks: {', '.join(f'{n} needs at least {_MIN_CLASSES[n]} classes' for n in too_few)}, "
-            f"the model has {num_classes}; use version='custom' with attacks={usable or ['apgd-ce']}")
+            f"the model has {num_classes}; use version='custom' with attacks={usable or ['apgd-ce']}"
+        )
 
 
 @contextlib.contextmanager
@@ -215,8 +279,9 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _preserved_rng(device: torch.device) -> Iterator[None]:
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         yield
 
@@ -247,5 +312,14 @@ def _each_warning_once() -> Iterator[None]:
         logger.removeFilter(once)
 
 
-__all__ = ["autoattack", "AutoAttackResult", "AUTOATTACK_ATTACKS", "VERSIONS", "MISCLASSIFIED", "MissingExtraError",
-           "component_settings", "components_of", "implementation"]
+__all__ = [
+    "autoattack",
+    "AutoAttackResult",
+    "AUTOATTACK_ATTACKS",
+    "VERSIONS",
+    "MISCLASSIFIED",
+    "MissingExtraError",
+    "component_settings",
+    "components_of",
+    "implementation",
+]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -17,23 +18,26 @@ STARTS = ("uniform", "normal", "none")
 def check_batch(x: Any, y: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     """x: floating tensor [B, ...] (at least 2-D); y: integer tensor [B]. Returns (x, y as int64)."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise ConfigError(f"{where}: x must be a floating tensor of shape [B, ...], got "
-                          f"{type(x).__name__ if not isinstance(x, torch.Tensor) else f'{x.dtype} {tuple(x.shape)}'}")
+        raise ConfigError(
+            f"{where}: x must be a floating tensor of shape [B, ...], got "
+            f"{type(x).__name__ if not isinstance(x, torch.Tensor) else f'{x.dtype} {tuple(x.shape)}'}"
+        )
     y = check_labels(y, x, f"{where}: y")
     return x, y
 
 
 def check_labels(y: Any, x: torch.Tensor, where: str) -> torch.Tensor:
     if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
-        raise ConfigError(f"{where} must be an integer tensor of shape [B], got "
-                          f"{type(y).__name__ if not isinstance(y, torch.Tensor) else f'{y.dtype} {tuple(y.shape)}'}")
+        raise ConfigError(
+            f"{where} must be an integer tensor of shape [B], got "
+            f"{type(y).__name__ if not isinstance(y, torch.Tensor) else f'{y.dtype} {tuple(y.shape)}'}"
+        )
     if y.shape[0] != x.shape[0]:
         raise ConfigError(f"{where} has {y.shape[0]} labels for a batch of {x.shape[0]} inputs")
     return y.to(device=x.device, dtype=torch.long)
 
 
-def check_number(value: Any, field: str, *, low: float = 0.0, low_open: bool = False,
-                 integer: bool = False) -> None:
+def check_number(value: Any, field: str, *, low: float = 0.0, low_open: bool = False, integer: bool = False) -> None:
     """A finite real number (an integer when `integer`; numpy scalars too) >= low (> low when `low_open`)."""
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -83,9 +87,12 @@ def check_clamp(clamp: Any) -> tuple[float, float] | None:
     """None (no box) or (low, high) with low < high."""
     if clamp is None:
         return None
-    if (not isinstance(clamp, (tuple, list)) or len(clamp) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in clamp)
-            or not clamp[0] < clamp[1]):
+    if (
+        not isinstance(clamp, (tuple, list))
+        or len(clamp) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in clamp)
+        or not clamp[0] < clamp[1]
+    ):
         raise ConfigError(f"clamp: expected None or (low, high) with low < high, got {clamp!r}")
     return float(clamp[0]), float(clamp[1])
 
@@ -94,7 +101,8 @@ def check_start(start: Any, x: torch.Tensor) -> None:
     """A start name (`uniform`, `normal`, `none`) or an explicit start point shaped like x."""
     if isinstance(start, torch.Tensor):
         if start.shape != x.shape:
-            raise ConfigError(f"start: an explicit start point must have shape {tuple(x.shape)}, "
-                              f"got {tuple(start.shape)}")
+            raise ConfigError(
+                f"start: an explicit start point must have shape {tuple(x.shape)}, got {tuple(start.shape)}"
+            )
         return
     check_choice(start, "start", STARTS)

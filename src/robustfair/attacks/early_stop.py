@@ -33,14 +33,21 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
 
-from robustfair.attacks.checks import (NORMS, check_batch, check_choice, check_clamp, check_number,
-                                       check_start, per_sample_budget)
+from robustfair.attacks.checks import (
+    NORMS,
+    check_batch,
+    check_choice,
+    check_clamp,
+    check_number,
+    check_start,
+    per_sample_budget,
+)
 from robustfair.attacks.mode import crafting_mode
 from robustfair.attacks.norm_ball import ascent_step, draw, project, start_point
 from robustfair.attacks.objectives import LossFunction, Objective, objective_gradient, resolve_objective
@@ -64,7 +71,7 @@ def early_stop_variant(variant: str) -> Iterator[None]:
 
 
 def resolve_variant(variant: str, device: torch.device) -> str:
-    """"compact" or "masked": an explicit choice, else the enclosing block's, else by device."""
+    """ "compact" or "masked": an explicit choice, else the enclosing block's, else by device."""
     check_choice(variant, "variant", VARIANTS)
     if variant == "auto":
         variant = _DEFAULT_VARIANT.get()
@@ -145,17 +152,30 @@ class _State:
     evaluations: torch.Tensor
 
 
-def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                      eps: float | torch.Tensor, step_size: float | torch.Tensor, steps: int,
-                      loss: str | LossFunction = "kl", norm: str = "linf",
-                      start: str | torch.Tensor = "normal", start_scale: float = 0.001,
-                      tau: int = 0, noise_std: float = 0.0,
-                      clamp: tuple[float, float] | None = (0.0, 1.0), bn_mode: str = "eval",
-                      mode: str = "both", early_stop: bool = True, check_final: bool = True,
-                      record_predictions: bool = False,
-                      generator: torch.Generator | None = None,
-                      logits_clean: torch.Tensor | None = None,
-                      variant: str = "auto") -> EarlyStopResult:
+def early_stopped_pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | torch.Tensor,
+    step_size: float | torch.Tensor,
+    steps: int,
+    loss: str | LossFunction = "kl",
+    norm: str = "linf",
+    start: str | torch.Tensor = "normal",
+    start_scale: float = 0.001,
+    tau: int = 0,
+    noise_std: float = 0.0,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    bn_mode: str = "eval",
+    mode: str = "both",
+    early_stop: bool = True,
+    check_final: bool = True,
+    record_predictions: bool = False,
+    generator: torch.Generator | None = None,
+    logits_clean: torch.Tensor | None = None,
+    variant: str = "auto",
+) -> EarlyStopResult:
     """PGD that stops each sample when it is misclassified (FAT's rule with counter tau).
 
     eps, step_size: numbers or per-sample tensors [B], as in `pgd`. loss: "kl" (TRADES KL
@@ -216,20 +236,37 @@ def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         current = start_point(x, start, eps_b, norm, start_scale, clamp, generator)
         device = x.device
         state = _State(
-            current=current, last_clean=current.clone(), first_adv=current.clone(),
+            current=current,
+            last_clean=current.clone(),
+            first_adv=current.clone(),
             flip_step=torch.full((batch,), -1, dtype=torch.long, device=device),
             counter=torch.full((batch,), tau, dtype=torch.long, device=device),
             correct_steps=torch.zeros(batch, dtype=torch.long, device=device),
             stopped=torch.zeros(batch, dtype=torch.bool, device=device),
             latest_pred=torch.full((batch,), -1, dtype=torch.long, device=device),
-            active=(torch.ones(batch, dtype=torch.bool, device=device) if chosen == "masked"
-                    else torch.arange(batch, device=device)),
+            active=(
+                torch.ones(batch, dtype=torch.bool, device=device)
+                if chosen == "masked"
+                else torch.arange(batch, device=device)
+            ),
             passes=torch.zeros((), dtype=torch.long, device=device),
-            evaluations=torch.zeros((), dtype=torch.long, device=device))
-        predictions = (torch.empty((num_steps + 1, batch), dtype=torch.long, device=device)
-                       if record_predictions else None)
-        problem = dict(model=model, objective=objective, x=x, y=y, logits_clean=logits_clean, eps=eps_b,
-                       step_size=step_b, norm=norm, clamp=clamp, early_stop=early_stop)
+            evaluations=torch.zeros((), dtype=torch.long, device=device),
+        )
+        predictions = (
+            torch.empty((num_steps + 1, batch), dtype=torch.long, device=device) if record_predictions else None
+        )
+        problem = dict(
+            model=model,
+            objective=objective,
+            x=x,
+            y=y,
+            logits_clean=logits_clean,
+            eps=eps_b,
+            step_size=step_b,
+            norm=norm,
+            clamp=clamp,
+            early_stop=early_stop,
+        )
         noise = (lambda: noise_std * draw("randn", x.shape, x, generator)) if noise_std > 0 else (lambda: None)
 
         if chosen == "masked":
@@ -263,16 +300,35 @@ def early_stopped_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         last_clean = torch.where(_rows(unflipped, x), current, state.last_clean)
         first_adv = torch.where(_rows(state.stopped, x), state.first_adv, current)
 
-    return EarlyStopResult(flip_step=flip_step, last_clean=last_clean.detach(),
-                           first_adv=first_adv.detach(), last_iterate=current.detach(),
-                           passes_count=state.passes, gradient_evaluations_count=state.evaluations,
-                           correct_steps=state.correct_steps, predictions=predictions, variant=chosen)
+    return EarlyStopResult(
+        flip_step=flip_step,
+        last_clean=last_clean.detach(),
+        first_adv=first_adv.detach(),
+        last_iterate=current.detach(),
+        passes_count=state.passes,
+        gradient_evaluations_count=state.evaluations,
+        correct_steps=state.correct_steps,
+        predictions=predictions,
+        variant=chosen,
+    )
 
 
-def masked_step(state: _State, step_index: torch.Tensor, noise: torch.Tensor | None, *, model: nn.Module,
-                objective: Objective, x: torch.Tensor, y: torch.Tensor, logits_clean: torch.Tensor | None,
-                eps: torch.Tensor, step_size: torch.Tensor, norm: str, clamp: tuple[float, float] | None,
-                early_stop: bool) -> None:
+def masked_step(
+    state: _State,
+    step_index: torch.Tensor,
+    noise: torch.Tensor | None,
+    *,
+    model: nn.Module,
+    objective: Objective,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits_clean: torch.Tensor | None,
+    eps: torch.Tensor,
+    step_size: torch.Tensor,
+    norm: str,
+    clamp: tuple[float, float] | None,
+    early_stop: bool,
+) -> None:
     """One step k (= `step_index`, int64 0-d on the device) of the masked variant, in place.
 
     Every tensor keeps its shape and nothing is read back to the host: the active samples
@@ -305,15 +361,29 @@ def masked_step(state: _State, step_index: torch.Tensor, noise: torch.Tensor | N
     state.active = active
 
 
-def _compact_step(state: _State, k: int, noise: torch.Tensor | None, *, model: nn.Module, objective: Objective,
-                  x: torch.Tensor, y: torch.Tensor, logits_clean: torch.Tensor | None, eps: torch.Tensor,
-                  step_size: torch.Tensor, norm: str, clamp: tuple[float, float] | None, early_stop: bool) -> None:
+def _compact_step(
+    state: _State,
+    k: int,
+    noise: torch.Tensor | None,
+    *,
+    model: nn.Module,
+    objective: Objective,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits_clean: torch.Tensor | None,
+    eps: torch.Tensor,
+    step_size: torch.Tensor,
+    norm: str,
+    clamp: tuple[float, float] | None,
+    early_stop: bool,
+) -> None:
     """One step k of the compact variant, in place: gradients only for the active samples."""
     active = state.active
     x_k = state.current[active]
     labels = y[active]
-    grad, logits = objective_gradient(model, x_k, objective, labels,
-                                      None if logits_clean is None else logits_clean[active])
+    grad, logits = objective_gradient(
+        model, x_k, objective, labels, None if logits_clean is None else logits_clean[active]
+    )
     state.evaluations += active.numel()
     pred = logits.argmax(dim=1)
     wrong = pred != labels
@@ -343,8 +413,9 @@ def _compact_step(state: _State, k: int, noise: torch.Tensor | None, *, model: n
     state.active = active
 
 
-def _final_check(state: _State, model: nn.Module, y: torch.Tensor, num_steps: int, *, every_active: bool,
-                 masked: bool) -> None:
+def _final_check(
+    state: _State, model: nn.Module, y: torch.Tensor, num_steps: int, *, every_active: bool, masked: bool
+) -> None:
     """Classify x^K of the samples still active (all of them when recording predictions,
     else those not yet flipped): flip_step K for the ones it misclassifies. No gradient."""
     if masked:

@@ -30,8 +30,9 @@ def draw(kind: str, shape: torch.Size, like: torch.Tensor, generator: torch.Gene
     return fn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str,
-            clamp: tuple[float, float] | None) -> torch.Tensor:
+def project(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str, clamp: tuple[float, float] | None
+) -> torch.Tensor:
     """Nearest point of the eps-ball around x (L-inf box or per-sample L2 ball), then the input box.
 
     Clamping after projecting keeps the point in the ball: x lies in the box, so clamping
@@ -57,9 +58,16 @@ def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step_size: torch.Tensor
     return x_adv + step * grad / (broadcast(_flat_norm(grad), grad) + _TINY)
 
 
-def start_point(x: torch.Tensor, start: str | torch.Tensor, eps: torch.Tensor, norm: str,
-                start_scale: float, clamp: tuple[float, float] | None,
-                generator: torch.Generator | None, projected: bool = True) -> torch.Tensor:
+def start_point(
+    x: torch.Tensor,
+    start: str | torch.Tensor,
+    eps: torch.Tensor,
+    norm: str,
+    start_scale: float,
+    clamp: tuple[float, float] | None,
+    generator: torch.Generator | None,
+    projected: bool = True,
+) -> torch.Tensor:
     """The first iterate x^0, detached, inside the eps-ball and the input box.
 
     start: "uniform" - uniform in the eps-ball (Madry et al.'s PGD; for L2, uniform in the

@@ -22,8 +22,9 @@ pass for the common label-based losses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ from robustfair.losses import cross_entropy, margin, trades_kl
 
 LOSSES = ("ce", "kl", "margin")
 
-LossFunction = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def _ce(logits_adv: torch.Tensor, labels: torch.Tensor, logits_clean: torch.Tensor | None) -> torch.Tensor:
@@ -55,12 +56,15 @@ class Objective:
     function: LossFunction
     needs_clean_logits: bool
 
-    def __call__(self, logits_adv: torch.Tensor, labels: torch.Tensor,
-                 logits_clean: torch.Tensor | None) -> torch.Tensor:
+    def __call__(
+        self, logits_adv: torch.Tensor, labels: torch.Tensor, logits_clean: torch.Tensor | None
+    ) -> torch.Tensor:
         value = self.function(logits_adv, labels, logits_clean)
         if value.dim() != 1 or value.shape[0] != logits_adv.shape[0]:
-            raise ConfigError(f"loss {self.name!r} must return one value per sample, shape "
-                              f"[{logits_adv.shape[0]}], got {tuple(value.shape)}")
+            raise ConfigError(
+                f"loss {self.name!r} must return one value per sample, shape "
+                f"[{logits_adv.shape[0]}], got {tuple(value.shape)}"
+            )
         # float64 models keep float64; lower precisions are reported in float32
         return value if value.dtype == torch.float64 else value.float()
 
@@ -83,20 +87,26 @@ def resolve_objective(loss: str | LossFunction, *, targeted: bool = False) -> Ob
     """The objective for `loss` (a name in LOSSES or a callable); `kl` cannot be targeted."""
     if isinstance(loss, str):
         if loss not in _NAMED:
-            raise ConfigError(f"loss: {loss!r} is not allowed; valid values: {', '.join(LOSSES)} "
-                              "or a callable (logits_adv, labels, logits_clean) -> [B]")
+            raise ConfigError(
+                f"loss: {loss!r} is not allowed; valid values: {', '.join(LOSSES)} "
+                "or a callable (logits_adv, labels, logits_clean) -> [B]"
+            )
         if targeted and loss == "kl":
-            raise ConfigError("loss: 'kl' has no target class; a targeted attack needs 'ce', "
-                              "'margin' or a callable")
+            raise ConfigError("loss: 'kl' has no target class; a targeted attack needs 'ce', 'margin' or a callable")
         return _NAMED[loss]
     if not callable(loss):
         raise ConfigError(f"loss: expected one of {', '.join(LOSSES)} or a callable, got {loss!r}")
     return Objective(loss_name(loss), loss, bool(getattr(loss, "needs_clean_logits", False)))
 
 
-def objective_gradient(model: torch.nn.Module, x_adv: torch.Tensor, objective: Objective,
-                       labels: torch.Tensor, logits_clean: torch.Tensor | None,
-                       direction: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def objective_gradient(
+    model: torch.nn.Module,
+    x_adv: torch.Tensor,
+    objective: Objective,
+    labels: torch.Tensor,
+    logits_clean: torch.Tensor | None,
+    direction: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of `direction * sum_i objective_i` w.r.t. the input only, and the detached logits.
 
     Uses `torch.autograd.grad` on the input, so no parameter `.grad` is touched. Works under

@@ -20,8 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustfair.attacks.checks import (NORMS, check_batch, check_choice, check_clamp, check_labels,
-                                       check_number, check_start, per_sample_budget)
+from robustfair.attacks.checks import (
+    NORMS,
+    check_batch,
+    check_choice,
+    check_clamp,
+    check_labels,
+    check_number,
+    check_start,
+    per_sample_budget,
+)
 from robustfair.attacks.mode import crafting_mode
 from robustfair.attacks.norm_ball import ascent_step, project, start_point
 from robustfair.attacks.objectives import LossFunction, Objective, objective_gradient, resolve_objective
@@ -31,15 +39,28 @@ Budget = float | torch.Tensor
 RESTART_VARIANTS = ("auto", "compact", "masked")
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step_size: Budget,
-        steps: int, norm: str = "linf", loss: str | LossFunction = "ce",
-        start: str | torch.Tensor = "uniform", start_scale: float = 0.001, project_start: bool = True,
-        restarts: int = 1,
-        targeted: bool = False, target: torch.Tensor | None = None,
-        clamp: tuple[float, float] | None = (0.0, 1.0), bn_mode: str = "eval",
-        generator: torch.Generator | None = None,
-        return_logits: bool = False, restart_variant: str = "auto"
-        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: Budget,
+    step_size: Budget,
+    steps: int,
+    norm: str = "linf",
+    loss: str | LossFunction = "ce",
+    start: str | torch.Tensor = "uniform",
+    start_scale: float = 0.001,
+    project_start: bool = True,
+    restarts: int = 1,
+    targeted: bool = False,
+    target: torch.Tensor | None = None,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    bn_mode: str = "eval",
+    generator: torch.Generator | None = None,
+    return_logits: bool = False,
+    restart_variant: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Projected gradient ascent on `loss` within the eps-ball around x.
 
     eps, step_size: Python numbers >= 0 or per-sample tensors [B] (per-class budgets
@@ -81,8 +102,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
     check_number(start_scale, "start_scale")
     check_number(restarts, "restarts", low=1, integer=True)
     if restarts > 1 and (isinstance(start, torch.Tensor) or start == "none"):
-        raise ConfigError(f"restarts: {restarts} restarts from a fixed start repeat the same attack; "
-                          "use start='uniform' or start='normal'")
+        raise ConfigError(
+            f"restarts: {restarts} restarts from a fixed start repeat the same attack; "
+            "use start='uniform' or start='normal'"
+        )
     if targeted:
         if target is None:
             raise ConfigError("target: a targeted attack needs target labels, int64 [B]")
@@ -99,8 +122,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
         logits_clean = _logits(model, x) if objective.needs_clean_logits else None
         run = dict(model=model, objective=objective, direction=direction, steps=steps, norm=norm, clamp=clamp)
         x_start = start_point(x, start, eps_b, norm, start_scale, clamp, generator, projected=project_start)
-        x_adv = _ascend(x=x, x_start=x_start, labels=labels, logits_clean=logits_clean, eps=eps_b, step_size=step_b,
-                        **run)
+        x_adv = _ascend(
+            x=x, x_start=x_start, labels=labels, logits_clean=logits_clean, eps=eps_b, step_size=step_b, **run
+        )
         logits_adv = None
         if restarts > 1:
             logits_adv = _logits(model, x_adv)
@@ -109,11 +133,19 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
                 # Drawn for the whole batch in both variants: the same start for every sample.
                 x_start = start_point(x, start, eps_b, norm, start_scale, clamp, generator, projected=project_start)
                 if masked:
-                    candidate = _ascend(x=x, x_start=x_start, labels=labels, logits_clean=logits_clean, eps=eps_b,
-                                        step_size=step_b, **run)
+                    candidate = _ascend(
+                        x=x,
+                        x_start=x_start,
+                        labels=labels,
+                        logits_clean=logits_clean,
+                        eps=eps_b,
+                        step_size=step_b,
+                        **run,
+                    )
                     cand_logits = _logits(model, candidate)
-                    cand_fooled, cand_score = _outcome(objective, direction, targeted, cand_logits, labels,
-                                                       logits_clean)
+                    cand_fooled, cand_score = _outcome(
+                        objective, direction, targeted, cand_logits, labels, logits_clean
+                    )
                     better = ~fooled & (cand_fooled | (cand_score > score))
                     x_adv = torch.where(_rows(better, x), candidate, x_adv)
                     logits_adv = torch.where(better[:, None], cand_logits, logits_adv)
@@ -124,11 +156,19 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
                 if todo.numel() == 0:
                     break
                 clean_todo = None if logits_clean is None else logits_clean[todo]
-                candidate = _ascend(x=x[todo], x_start=x_start[todo], labels=labels[todo], logits_clean=clean_todo,
-                                    eps=eps_b[todo], step_size=step_b[todo], **run)
+                candidate = _ascend(
+                    x=x[todo],
+                    x_start=x_start[todo],
+                    labels=labels[todo],
+                    logits_clean=clean_todo,
+                    eps=eps_b[todo],
+                    step_size=step_b[todo],
+                    **run,
+                )
                 cand_logits = _logits(model, candidate)
-                cand_fooled, cand_score = _outcome(objective, direction, targeted, cand_logits,
-                                                   labels[todo], clean_todo)
+                cand_fooled, cand_score = _outcome(
+                    objective, direction, targeted, cand_logits, labels[todo], clean_todo
+                )
                 better = cand_fooled | (cand_score > score[todo])
                 x_adv[todo] = torch.where(_rows(better, x), candidate, x_adv[todo])
                 logits_adv[todo] = torch.where(better[:, None], cand_logits, logits_adv[todo])
@@ -140,23 +180,35 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, step
     return (x_adv, logits_adv) if return_logits else x_adv
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: Budget, norm: str = "linf",
-         loss: str | LossFunction = "ce", clamp: tuple[float, float] | None = (0.0, 1.0),
-         bn_mode: str = "eval") -> torch.Tensor:
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: Budget,
+    norm: str = "linf",
+    loss: str | LossFunction = "ce",
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    bn_mode: str = "eval",
+) -> torch.Tensor:
     """Fast gradient (sign) method: one step of size eps from x, no random start.
 
     L-inf: x + eps * sign(grad); L2: x + eps * grad / ||grad||. Same arguments as `pgd`.
     The KL objective is rejected: its gradient is zero (up to rounding) at the clean input.
     """
     if isinstance(loss, str) and loss == "kl":
-        raise ConfigError("loss: 'kl' has zero gradient (up to rounding) at the clean input, so FGSM cannot ascend it; "
-                          "use pgd(..., loss='kl', start='normal')")
-    return pgd(model, x, y, eps=eps, step_size=eps, steps=1, norm=norm, loss=loss, start="none",
-               clamp=clamp, bn_mode=bn_mode)
+        raise ConfigError(
+            "loss: 'kl' has zero gradient (up to rounding) at the clean input, so FGSM cannot ascend it; "
+            "use pgd(..., loss='kl', start='normal')"
+        )
+    return pgd(
+        model, x, y, eps=eps, step_size=eps, steps=1, norm=norm, loss=loss, start="none", clamp=clamp, bn_mode=bn_mode
+    )
 
 
-def _check_common(x: torch.Tensor, eps: Any, step_size: Any, steps: Any, norm: Any, loss: Any,
-                  targeted: bool, clamp: Any) -> tuple[torch.Tensor, torch.Tensor, Objective, Any]:
+def _check_common(
+    x: torch.Tensor, eps: Any, step_size: Any, steps: Any, norm: Any, loss: Any, targeted: bool, clamp: Any
+) -> tuple[torch.Tensor, torch.Tensor, Objective, Any]:
     eps_b = per_sample_budget(eps, x, "eps")
     step_b = per_sample_budget(step_size, x, "step_size")
     check_number(steps, "steps", integer=True)
@@ -165,10 +217,21 @@ def _check_common(x: torch.Tensor, eps: Any, step_size: Any, steps: Any, norm: A
     return eps_b, step_b, objective, check_clamp(clamp)
 
 
-def _ascend(*, model: nn.Module, x: torch.Tensor, x_start: torch.Tensor, labels: torch.Tensor,
-            logits_clean: torch.Tensor | None, objective: Objective, direction: float,
-            eps: torch.Tensor, step_size: torch.Tensor, steps: int, norm: str,
-            clamp: tuple[float, float] | None) -> torch.Tensor:
+def _ascend(
+    *,
+    model: nn.Module,
+    x: torch.Tensor,
+    x_start: torch.Tensor,
+    labels: torch.Tensor,
+    logits_clean: torch.Tensor | None,
+    objective: Objective,
+    direction: float,
+    eps: torch.Tensor,
+    step_size: torch.Tensor,
+    steps: int,
+    norm: str,
+    clamp: tuple[float, float] | None,
+) -> torch.Tensor:
     """One PGD run from `x_start`; returns the K-th iterate, detached."""
     x = x.detach()
     x_adv = x_start
@@ -185,8 +248,14 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits if logits.dtype == torch.float64 else logits.float()
 
 
-def _outcome(objective: Objective, direction: float, targeted: bool, logits: torch.Tensor,
-             labels: torch.Tensor, logits_clean: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _outcome(
+    objective: Objective,
+    direction: float,
+    targeted: bool,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    logits_clean: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(fooled [B] bool, score [B] = the ascended value) of a finished run."""
     pred = logits.argmax(dim=1)
     fooled = pred == labels if targeted else pred != labels

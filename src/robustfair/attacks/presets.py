@@ -20,14 +20,21 @@ seeded with the `seed` option, else (seed None) from torch's global generator.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from robustfair.attacks.autoattack import (AUTOATTACK_ATTACKS, VERSIONS, autoattack, component_settings,
-                                          components_of, implementation)
+from robustfair.attacks.autoattack import (
+    AUTOATTACK_ATTACKS,
+    VERSIONS,
+    autoattack,
+    component_settings,
+    components_of,
+    implementation,
+)
 from robustfair.attacks.checks import NORMS, STARTS, check_choice, check_clamp, check_number
 from robustfair.attacks.mode import BN_MODES
 from robustfair.attacks.objectives import loss_name, resolve_objective
@@ -70,8 +77,19 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "batch_size": lambda v: check_number(v, "batch_size", low=1, integer=True),
 }
 
-_PGD_OPTIONS = ("eps", "step_size", "steps", "norm", "loss", "start", "start_scale", "restarts",
-                "clamp", "bn_mode", "seed")
+_PGD_OPTIONS = (
+    "eps",
+    "step_size",
+    "steps",
+    "norm",
+    "loss",
+    "start",
+    "start_scale",
+    "restarts",
+    "clamp",
+    "bn_mode",
+    "seed",
+)
 _FGSM_OPTIONS = ("eps", "norm", "loss", "clamp", "bn_mode")
 _AUTOATTACK_OPTIONS = ("eps", "norm", "version", "attacks", "seed", "batch_size")
 
@@ -112,11 +130,22 @@ class AttackPreset:
         return None
 
 
-def _pgd_preset(steps: int, step_size: float, description: str, step_rule: str | None = "eps/4",
-                **changes: Any) -> AttackPreset:
-    defaults = dict(eps=DEFAULT_EPS, step_size=step_size, steps=steps, norm="linf", loss="ce",
-                    start="uniform", start_scale=0.001, restarts=1, clamp=(0.0, 1.0),
-                    bn_mode="eval", seed=None)
+def _pgd_preset(
+    steps: int, step_size: float, description: str, step_rule: str | None = "eps/4", **changes: Any
+) -> AttackPreset:
+    defaults = dict(
+        eps=DEFAULT_EPS,
+        step_size=step_size,
+        steps=steps,
+        norm="linf",
+        loss="ce",
+        start="uniform",
+        start_scale=0.001,
+        restarts=1,
+        clamp=(0.0, 1.0),
+        bn_mode="eval",
+        seed=None,
+    )
     defaults.update(changes)
     return AttackPreset("pgd", defaults, description, step_rule)
 
@@ -127,24 +156,39 @@ def _autoattack_preset(version: str, description: str, **changes: Any) -> Attack
     return AttackPreset("autoattack", defaults, description)
 
 
-ATTACKS: Registry[AttackPreset] = Registry("attack", {
-    "fgsm": AttackPreset("fgsm", dict(eps=DEFAULT_EPS, norm="linf", loss="ce", clamp=(0.0, 1.0),
-                                      bn_mode="eval"), "FGSM, one sign step of eps on CE"),
-    "pgd10": _pgd_preset(10, 2 / 255, "PGD-10 on CE, step 2/255, uniform start"),
-    "pgd20": _pgd_preset(20, 2 / 255, "PGD-20 on CE, step 2/255, uniform start (evaluation protocol)"),
-    "pgd20_trades": _pgd_preset(20, 0.003, "PGD-20 on CE, step 0.003 (TRADES repository evaluation)",
-                                step_rule=None),
-    "pgd100": _pgd_preset(100, 2 / 255, "PGD-100 on CE, step 2/255, uniform start"),
-    "cw20": _pgd_preset(20, 2 / 255, "PGD-20 on the CW margin, step 2/255, uniform start", loss="margin"),
-    "pgd20_l2": _pgd_preset(20, 2.5 * 0.5 / 20, "L2 PGD-20 on CE, eps 0.5, step 2.5 eps / 20",
-                            step_rule="2.5*eps/steps", eps=0.5, norm="l2"),
-    "autoattack": _autoattack_preset("standard", "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (L-inf)"),
-    "autoattack_plus": _autoattack_preset("plus", "AutoAttack plus: APGD-CE, APGD-DLR, FAB, Square, APGD-T, FAB-T "
-                                                  "with more restarts (L-inf)"),
-    "autoattack_rand": _autoattack_preset("rand", "AutoAttack rand, for randomised defences: APGD-CE, APGD-DLR "
-                                                  "with 20 EOT iterations (L-inf)"),
-    "autoattack_l2": _autoattack_preset("standard", "AutoAttack standard in L2, eps 0.5", eps=0.5, norm="l2"),
-})
+ATTACKS: Registry[AttackPreset] = Registry(
+    "attack",
+    {
+        "fgsm": AttackPreset(
+            "fgsm",
+            dict(eps=DEFAULT_EPS, norm="linf", loss="ce", clamp=(0.0, 1.0), bn_mode="eval"),
+            "FGSM, one sign step of eps on CE",
+        ),
+        "pgd10": _pgd_preset(10, 2 / 255, "PGD-10 on CE, step 2/255, uniform start"),
+        "pgd20": _pgd_preset(20, 2 / 255, "PGD-20 on CE, step 2/255, uniform start (evaluation protocol)"),
+        "pgd20_trades": _pgd_preset(
+            20, 0.003, "PGD-20 on CE, step 0.003 (TRADES repository evaluation)", step_rule=None
+        ),
+        "pgd100": _pgd_preset(100, 2 / 255, "PGD-100 on CE, step 2/255, uniform start"),
+        "cw20": _pgd_preset(20, 2 / 255, "PGD-20 on the CW margin, step 2/255, uniform start", loss="margin"),
+        "pgd20_l2": _pgd_preset(
+            20,
+            2.5 * 0.5 / 20,
+            "L2 PGD-20 on CE, eps 0.5, step 2.5 eps / 20",
+            step_rule="2.5*eps/steps",
+            eps=0.5,
+            norm="l2",
+        ),
+        "autoattack": _autoattack_preset("standard", "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (L-inf)"),
+        "autoattack_plus": _autoattack_preset(
+            "plus", "AutoAttack plus: APGD-CE, APGD-DLR, FAB, Square, APGD-T, FAB-T with more restarts (L-inf)"
+        ),
+        "autoattack_rand": _autoattack_preset(
+            "rand", "AutoAttack rand, for randomised defences: APGD-CE, APGD-DLR with 20 EOT iterations (L-inf)"
+        ),
+        "autoattack_l2": _autoattack_preset("standard", "AutoAttack standard in L2, eps 0.5", eps=0.5, norm="l2"),
+    },
+)
 
 
 def budget(name: str, *, eps: float | None = None, step_size: float | None = None) -> dict[str, float]:
@@ -222,17 +266,32 @@ class ConfiguredAttack:
         o = self.options
         spec: dict[str, Any] = {"name": self.name, "eps": o["eps"], "norm": o["norm"]}
         if self.preset.kind == "pgd":
-            spec.update(step_size=o["step_size"], steps=o["steps"], loss=loss_name(o["loss"]),
-                        restarts=o["restarts"], start=o["start"], seed=o["seed"])
+            spec.update(
+                step_size=o["step_size"],
+                steps=o["steps"],
+                loss=loss_name(o["loss"]),
+                restarts=o["restarts"],
+                start=o["start"],
+                seed=o["seed"],
+            )
         elif self.preset.kind == "fgsm":
             spec.update(step_size=o["eps"], steps=1, loss=loss_name(o["loss"]), restarts=1, start="none", seed=None)
         else:
-            spec.update(step_size=None, steps=None, loss=None, restarts=None, version=o["version"],
-                        attacks=None if o["attacks"] is None else list(o["attacks"]), seed=o["seed"],
-                        batch_size=o["batch_size"], components=list(self.components))
+            spec.update(
+                step_size=None,
+                steps=None,
+                loss=None,
+                restarts=None,
+                version=o["version"],
+                attacks=None if o["attacks"] is None else list(o["attacks"]),
+                seed=o["seed"],
+                batch_size=o["batch_size"],
+                components=list(self.components),
+            )
             try:
-                spec["settings"] = component_settings(eps=o["eps"], norm=o["norm"], version=self._version(),
-                                                      attacks=o["attacks"], num_classes=num_classes)
+                spec["settings"] = component_settings(
+                    eps=o["eps"], norm=o["norm"], version=self._version(), attacks=o["attacks"], num_classes=num_classes
+                )
             except ImportError:
                 pass
             spec["implementation"] = implementation()
@@ -240,12 +299,20 @@ class ConfiguredAttack:
         spec["implementation"] = f"robustfair {robustfair.__version__}"
         return spec
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return self.run(model, x, y, generator=generator).x_adv
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None,
-            progress: bool | None = False) -> AttackOutcome:
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        progress: bool | None = False,
+    ) -> AttackOutcome:
         """Attack (x, y); generator: the random draws of PGD's start (default: one seeded with
         the `seed` option, or the global generator when seed is None); AutoAttack seeds
         itself with `seed`. progress: AutoAttack's per-component bars (None: automatic)."""
@@ -253,8 +320,18 @@ class ConfiguredAttack:
         if self.preset.kind == "fgsm":
             return AttackOutcome(fgsm(model, x, y, **o), None, ())
         if self.preset.kind == "autoattack":
-            result = autoattack(model, x, y, eps=o["eps"], norm=o["norm"], version=self._version(),
-                                attacks=o["attacks"], seed=o["seed"], batch_size=o["batch_size"], progress=progress)
+            result = autoattack(
+                model,
+                x,
+                y,
+                eps=o["eps"],
+                norm=o["norm"],
+                version=self._version(),
+                attacks=o["attacks"],
+                seed=o["seed"],
+                batch_size=o["batch_size"],
+                progress=progress,
+            )
             return AttackOutcome(result.x_adv, result.first_success, result.components)
         seed = o.pop("seed")
         if generator is None and seed is not None:
@@ -275,8 +352,9 @@ def make_attack(name: str, **overrides: Any) -> ConfiguredAttack:
     options = dict(preset.defaults)
     for field, value in overrides.items():
         if field not in preset.options:
-            raise ConfigError(f"attack {name!r}: unknown option {field!r}; valid options: "
-                              f"{', '.join(sorted(preset.options))}")
+            raise ConfigError(
+                f"attack {name!r}: unknown option {field!r}; valid options: {', '.join(sorted(preset.options))}"
+            )
         try:
             if preset.kind == "autoattack" and field == "norm":  # AutoAttack also has L1
                 check_choice(value, "norm", ("linf", "l2", "l1"))

@@ -18,12 +18,15 @@ from robustfair.errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="source/target-class fairness analysis of a run (BAT Figure 2)",
-                       description="Per class: attack steps needed to misclassify (early-stopped PGD with many "
-                                   "small steps) and the distribution of adversarial target classes with its KL "
-                                   "from uniform; correlations with class-wise robust accuracy. Defaults follow "
-                                   "BAT Figure 2 scaled to the run's eps: 1000 steps of eps/20 (0.4/255 at 8/255) "
-                                   "and PGD-10 of eps/4 (2/255 at 8/255).")
+    p = sub.add_parser(
+        "analyze",
+        help="source/target-class fairness analysis of a run (BAT Figure 2)",
+        description="Per class: attack steps needed to misclassify (early-stopped PGD with many "
+        "small steps) and the distribution of adversarial target classes with its KL "
+        "from uniform; correlations with class-wise robust accuracy. Defaults follow "
+        "BAT Figure 2 scaled to the run's eps: 1000 steps of eps/20 (0.4/255 at 8/255) "
+        "and PGD-10 of eps/4 (2/255 at 8/255).",
+    )
     p.add_argument("target", help="run directory or checkpoint file (.safetensors)")
     p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run directory")
     p.add_argument("--eps", type=float, help="attack budget (default: the run's evaluation eps)")
@@ -36,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", help="where to write the JSON (default: RUN/analysis.json, analysis_best.json for --which best)")
+    p.add_argument(
+        "--out", help="where to write the JSON (default: RUN/analysis.json, analysis_best.json for --which best)"
+    )
     p.set_defaults(run=run)
 
 
@@ -56,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')}: {value} must be a number > 0")
     checkpoint = resolve_checkpoint(args.target, args.which)
     out = Path(args.out) if args.out else default_output(Path(args.target), checkpoint, args.which)
-    model, config, data, device = load_model_from_checkpoint(args.target, which=args.which, device=args.device,
-                                                             test_per_class=args.test_per_class)
+    model, config, data, device = load_model_from_checkpoint(
+        args.target, which=args.which, device=args.device, test_per_class=args.test_per_class
+    )
     method = config.method_config()
     eps = args.eps
     if eps is None:
@@ -65,13 +71,30 @@ def run(args: argparse.Namespace) -> int:
     norm = getattr(method, "norm", "linf")
     started = time.perf_counter()
     with quiet_if(args.quiet):
-        record = fairness_analysis(model, data.test, num_classes=data.num_classes, classes=data.classes,
-                                   eps=float(eps), steps=args.steps, step_size=args.step_size,
-                                   target_steps=args.target_steps, target_step_size=args.target_step_size,
-                                   loss=args.loss, norm=norm, batch_size=args.batch_size, device=device,
-                                   dataset_name=data.name)
-    record["run"] = {"target": str(args.target), "checkpoint": str(checkpoint), "which": args.which,
-                     "name": config.name, "method": config.method_name(), "seconds": round(time.perf_counter() - started, 2)}
+        record = fairness_analysis(
+            model,
+            data.test,
+            num_classes=data.num_classes,
+            classes=data.classes,
+            eps=float(eps),
+            steps=args.steps,
+            step_size=args.step_size,
+            target_steps=args.target_steps,
+            target_step_size=args.target_step_size,
+            loss=args.loss,
+            norm=norm,
+            batch_size=args.batch_size,
+            device=device,
+            dataset_name=data.name,
+        )
+    record["run"] = {
+        "target": str(args.target),
+        "checkpoint": str(checkpoint),
+        "which": args.which,
+        "name": config.name,
+        "method": config.method_name(),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print_analysis(record, title=f"{config.name} ({args.which}), {data.name} test set")
@@ -96,13 +119,20 @@ def print_analysis(record: dict, *, title: str) -> None:
 
     source, target = record["source"]["attack"], record["target"]["attack"]
     print(f"{title}: {record['num_samples']} samples, eps {record['eps']:.4g}")
-    print(f"steps to misclassify: early-stopped PGD ({source['loss']}), {source['steps']} steps of "
-          f"{source['step_size']:.4g}; never misclassified counts as {record['source']['censored_value']}")
+    print(
+        f"steps to misclassify: early-stopped PGD ({source['loss']}), {source['steps']} steps of "
+        f"{source['step_size']:.4g}; never misclassified counts as {record['source']['censored_value']}"
+    )
     print(f"targets and robust accuracy: PGD ({target['loss']}), {target['steps']} steps of {target['step_size']:.4g}")
     print(format_table(*analysis_table(record), "markdown"))
     kl = record["target"].get("kl_to_uniform")
     print(f"overall target distribution: KL to uniform {'-' if kl is None else f'{kl:.4f}'} nats")
     print()
-    print(format_table(*correlation_table(record), "markdown",
-                       caption="correlation with class-wise robust accuracy "
-                               "(BAT: positive for steps, negative for the share as target)"))
+    print(
+        format_table(
+            *correlation_table(record),
+            "markdown",
+            caption="correlation with class-wise robust accuracy "
+            "(BAT: positive for steps, negative for the share as target)",
+        )
+    )

@@ -19,8 +19,8 @@ from pathlib import Path
 class DemoRun:
     label: str
     preset: str
-    hot_start_from: str | None = None   # preset whose run this one fine-tunes
-    default: bool = True                 # part of the default (5-minute) demo
+    hot_start_from: str | None = None  # preset whose run this one fine-tunes
+    default: bool = True  # part of the default (5-minute) demo
 
 
 DEMO_RUNS = [
@@ -41,11 +41,17 @@ DEMO_RUNS = [
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train the embedded digits demo and print a class-wise table",
-                       description="Trains ERM, PGD-AT, TRADES, FRL and BAT (and with --methods all, every "
-                                   "method) with a small CNN on the bundled digits data, on CPU.")
-    p.add_argument("--methods", default="default",
-                   help="'default', 'all', or a comma list of demo presets/labels (e.g. digits_bat,ERM)")
+    p = sub.add_parser(
+        "demo",
+        help="train the embedded digits demo and print a class-wise table",
+        description="Trains ERM, PGD-AT, TRADES, FRL and BAT (and with --methods all, every "
+        "method) with a small CNN on the bundled digits data, on CPU.",
+    )
+    p.add_argument(
+        "--methods",
+        default="default",
+        help="'default', 'all', or a comma list of demo presets/labels (e.g. digits_bat,ERM)",
+    )
     p.add_argument("--out", default="runs/demo", help="where the run directories go")
     p.add_argument("--quiet", action="store_true", help="only the final tables")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. train.epochs=2)")
@@ -58,8 +64,11 @@ def selected_runs(spec: str) -> list[DemoRun]:
     from robustfair.methods import METHODS
     from robustfair.registry import closest_names, or_list
 
-    available = [r for r in DEMO_RUNS if r.preset in list_presets()
-                 and load_raw_config(r.preset).get("method", {}).get("name") in METHODS]
+    available = [
+        r
+        for r in DEMO_RUNS
+        if r.preset in list_presets() and load_raw_config(r.preset).get("method", {}).get("name") in METHODS
+    ]
     if spec == "default":
         return [r for r in available if r.default]
     if spec == "all":
@@ -67,8 +76,9 @@ def selected_runs(spec: str) -> list[DemoRun]:
     wanted = [w.strip() for w in spec.split(",") if w.strip()]
     valid = ["default", "all", *(r.preset for r in available)]
     if not wanted:
-        raise ConfigError(f"demo --methods: {spec!r} names no method; give default, all, or a comma list of "
-                          f"{', '.join(valid[2:])}")
+        raise ConfigError(
+            f"demo --methods: {spec!r} names no method; give default, all, or a comma list of {', '.join(valid[2:])}"
+        )
     by_key = {**{r.preset: r for r in available}, **{r.label: r for r in available}}
     unknown = [w for w in wanted if w not in by_key]
     if unknown:
@@ -104,19 +114,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"[demo] {r.label}: reusing finished run {run_dir}", file=sys.stderr)
             continue
         resume = (run_dir / "checkpoints" / "last.safetensors").is_file()
-        print(f"[demo] {r.label}: training {config.method_name()} -> {run_dir}"
-              f"{' (resuming)' if resume else ''}", file=sys.stderr)
+        print(
+            f"[demo] {r.label}: training {config.method_name()} -> {run_dir}{' (resuming)' if resume else ''}",
+            file=sys.stderr,
+        )
         t0 = time.perf_counter()
         results[r.label] = train(config, run_dir, resume=resume, quiet=args.quiet, progress=not args.quiet)
         print(f"[demo] {r.label}: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     first = next(iter(results.values()))
     attack = first.get("attack", {})
-    print(f"\nrobustfair demo: {first['dataset']} test set ({sum(first['per_class']['count'])} images), "
-          f"small CNN, attack {attack.get('name', '?')} eps {attack.get('eps', float('nan')):.3f}; "
-          f"error % (lower is better), last epoch")
+    print(
+        f"\nrobustfair demo: {first['dataset']} test set ({sum(first['per_class']['count'])} images), "
+        f"small CNN, attack {attack.get('name', '?')} eps {attack.get('eps', float('nan')):.3f}; "
+        f"error % (lower is better), last epoch"
+    )
     print(summary_table([(label, res["summary"]) for label, res in results.items()]))
     print()
-    print(per_class_table([(label, robust_error_by_class(res)) for label, res in results.items()],
-                          first["classes"], title="robust error % by class"))
+    print(
+        per_class_table(
+            [(label, robust_error_by_class(res)) for label, res in results.items()],
+            first["classes"],
+            title="robust error % by class",
+        )
+    )
     print(f"\n{len(results)} runs in {out}/ ({time.perf_counter() - start:.0f}s)")
     return 0

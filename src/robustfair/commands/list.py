@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 KINDS = ["datasets", "models", "methods", "attacks", "presets"]
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list datasets, models, methods, attacks and presets",
-                       description="List what a config can name; `list datasets` and `list models` also show each "
-                                   "one's options and defaults.")
+    p = sub.add_parser(
+        "list",
+        help="list datasets, models, methods, attacks and presets",
+        description="List what a config can name; `list datasets` and `list models` also show each "
+        "one's options and defaults.",
+    )
     p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind, with details")
     p.set_defaults(run=run)
 
@@ -24,17 +28,22 @@ def add_parser(sub) -> None:
 def names(kind: str) -> list[str]:
     if kind == "datasets":
         from robustfair.data import DATASETS
+
         return DATASETS.names()
     if kind == "models":
         from robustfair.models import MODELS
+
         return MODELS.names()
     if kind == "methods":
         from robustfair.methods import METHODS
+
         return METHODS.names()
     if kind == "attacks":
         from robustfair.attacks import ATTACKS
+
         return ATTACKS.names()
     from robustfair.engine.config import list_presets
+
     return list_presets()
 
 
@@ -57,8 +66,10 @@ def dataset_lines() -> list[str]:
         reader = DATASETS[name]
         lines.append(f"  {name}: {_summary(reader)}")
         lines.append(f"      options: {_options(reader, (inspect.Parameter.KEYWORD_ONLY,))}")
-    lines.append("  your own data: imagefolder (a folder per class), arrays (.npz/.npy), or Python objects through "
-                 "robustfair.train(train_data=..., test_data=...); see README 'Your own model and data'")
+    lines.append(
+        "  your own data: imagefolder (a folder per class), arrays (.npz/.npy), or Python objects through "
+        "robustfair.train(train_data=..., test_data=...); see README 'Your own model and data'"
+    )
     return lines
 
 
@@ -70,8 +81,10 @@ def model_lines() -> list[str]:
     for name in MODELS.names():
         options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items()) or "none"
         lines.append(f"  {name}: options: {options}")
-    lines.append("  your own model: model.name: 'package.module:factory' with model.kwargs (the factory also gets "
-                 "num_classes, in_channels, input_size when it declares them)")
+    lines.append(
+        "  your own model: model.name: 'package.module:factory' with model.kwargs (the factory also gets "
+        "num_classes, in_channels, input_size when it declares them)"
+    )
     return lines
 
 

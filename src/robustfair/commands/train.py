@@ -9,14 +9,20 @@ from robustfair.errors import CheckpointError, ConfigError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a preset or YAML config",
-                       description="Train a preset (robustfair list presets) or a YAML config file. "
-                                   "Overrides are dotted key=value pairs, e.g. train.epochs=5 method.beta=1.")
+    p = sub.add_parser(
+        "train",
+        help="train a preset or YAML config",
+        description="Train a preset (robustfair list presets) or a YAML config file. "
+        "Overrides are dotted key=value pairs, e.g. train.epochs=5 method.beta=1.",
+    )
     p.add_argument("config", help="preset name, YAML path, or (with --resume) a run directory")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (before or after the options)")
     p.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run directory from its last checkpoint (overrides apply, e.g. optim.lr=0.01)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run directory from its last checkpoint (overrides apply, e.g. optim.lr=0.01)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(run=run)
 
@@ -29,9 +35,10 @@ def split_target(first: str, rest: list[str]) -> tuple[str, list[str]]:
     words = [first, *rest]
     for i, word in enumerate(words):
         if not is_override(word):
-            return word, words[:i] + words[i + 1:]
-    raise ConfigError("train: give a preset, a YAML file or (with --resume) a run directory besides the "
-                      "key=value overrides")
+            return word, words[:i] + words[i + 1 :]
+    raise ConfigError(
+        "train: give a preset, a YAML file or (with --resume) a run directory besides the key=value overrides"
+    )
 
 
 def refuse_if_being_written(run_dir: Path) -> None:

@@ -39,23 +39,27 @@ from robustfair.data.splits import class_balanced_subset, split_validation, stra
 from robustfair.data.streaming import StreamingLoader
 from robustfair.registry import Registry
 
-DATASETS = Registry("dataset", {
-    "digits": load_digits,
-    "gaussian": load_gaussian,
-    "mnist": load_mnist,
-    "mnist_test_split": load_mnist_test_split,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "cifar10_jpeg": load_cifar10_jpeg,
-    "svhn": load_svhn,
-    "imagenette": load_imagenette,
-    "imagefolder": load_image_folder,
-    "arrays": load_arrays,
-})
+DATASETS = Registry(
+    "dataset",
+    {
+        "digits": load_digits,
+        "gaussian": load_gaussian,
+        "mnist": load_mnist,
+        "mnist_test_split": load_mnist_test_split,
+        "cifar10": load_cifar10,
+        "cifar100": load_cifar100,
+        "cifar10_jpeg": load_cifar10_jpeg,
+        "svhn": load_svhn,
+        "imagenette": load_imagenette,
+        "imagefolder": load_image_folder,
+        "arrays": load_arrays,
+    },
+)
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False,
-                 **options: Any) -> DatasetSplits:
+def load_dataset(
+    name: str, root: str | os.PathLike | None = None, download: bool = False, **options: Any
+) -> DatasetSplits:
     """Train and test splits of dataset `name`, validated.
 
     root: directory holding the dataset's files (default: `$ROBUSTFAIR_DATA`, then the cache
@@ -67,10 +71,32 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
 
 
 __all__ = [
-    "ArrayDataset", "DatasetSplits", "validate_dataset", "DATASETS", "load_dataset", "reader_options",
-    "split_validation", "class_balanced_subset", "stratified_split",
-    "DeviceLoader", "StreamingLoader", "random_crop_flip", "crop_flip_params", "apply_crop_flip",
-    "download_file", "verify_file", "file_digest", "safe_extract", "restricted_loads", "cache_dir",
-    "REMOTE_FILES", "RemoteFile", "ImageFileIndex", "image_folder_index", "imagenette_indexes", "read_idx",
-    "as_array_dataset", "load_arrays",
+    "ArrayDataset",
+    "DatasetSplits",
+    "validate_dataset",
+    "DATASETS",
+    "load_dataset",
+    "reader_options",
+    "split_validation",
+    "class_balanced_subset",
+    "stratified_split",
+    "DeviceLoader",
+    "StreamingLoader",
+    "random_crop_flip",
+    "crop_flip_params",
+    "apply_crop_flip",
+    "download_file",
+    "verify_file",
+    "file_digest",
+    "safe_extract",
+    "restricted_loads",
+    "cache_dir",
+    "REMOTE_FILES",
+    "RemoteFile",
+    "ImageFileIndex",
+    "image_folder_index",
+    "imagenette_indexes",
+    "read_idx",
+    "as_array_dataset",
+    "load_arrays",
 ]

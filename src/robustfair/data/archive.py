@@ -26,17 +26,28 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from robustfair.errors import DataError, UnsafeArchiveError
 
 # What a damaged archive raises while it is listed or read (truncated gzip, bad headers).
 # A decompressor's OSError without an errno (bz2 "Invalid data stream") is one too; an OSError with
 # an errno (a full disk while writing) is not the archive's fault and is left alone.
-ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, gzip.BadGzipFile, EOFError,
-                  zlib.error, lzma.LZMAError, ValueError, NotImplementedError, RuntimeError)
+ARCHIVE_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    gzip.BadGzipFile,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,9 @@ def _tar_members(archive: Path, tar: tarfile.TarFile) -> Iterator[_Member]:
             raise UnsafeArchiveError(f"{archive.name}: member {info.name!r} is a device file or FIFO")
         if not (info.isfile() or info.isdir()):
             raise UnsafeArchiveError(f"{archive.name}: member {info.name!r} is not a regular file or directory")
-        yield _Member(info.name, info.isdir(), info.size if info.isfile() else 0,
-                      lambda info=info: tar.extractfile(info))
+        yield _Member(
+            info.name, info.isdir(), info.size if info.isfile() else 0, lambda info=info: tar.extractfile(info)
+        )
 
 
 def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Member]:
@@ -94,8 +106,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Member]:
             raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is a symbolic link")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is not a regular file or directory")
-        yield _Member(info.filename, info.is_dir(), 0 if info.is_dir() else info.file_size,
-                      lambda info=info: zf.open(info))
+        yield _Member(
+            info.filename, info.is_dir(), 0 if info.is_dir() else info.file_size, lambda info=info: zf.open(info)
+        )
 
 
 def _open_archive(archive: Path):
@@ -125,26 +138,36 @@ class _Budget:
             raise UnsafeArchiveError(
                 f"{self.archive}: extracts more than {self.allowed:,} bytes from a {self.archive_size:,}-byte "
                 f"archive (limits: {limits.max_ratio:g} times its size past {limits.ratio_floor:,} bytes, "
-                f"{limits.max_bytes:,} bytes in all); refused as a possible decompression bomb, nothing was extracted")
+                f"{limits.max_bytes:,} bytes in all); refused as a possible decompression bomb, nothing was extracted"
+            )
 
 
 def _check_members(archive: Path, checked: list, limits: ExtractionLimits, expected_top: str | None) -> None:
     if len(checked) > limits.max_members:
-        raise UnsafeArchiveError(f"{archive}: {len(checked):,} members, more than the limit of "
-                                 f"{limits.max_members:,}; refused, nothing was extracted")
+        raise UnsafeArchiveError(
+            f"{archive}: {len(checked):,} members, more than the limit of "
+            f"{limits.max_members:,}; refused, nothing was extracted"
+        )
     if expected_top is not None:
         outside = sorted({parts[0] for parts, _ in checked if parts[0] != expected_top})
         if outside or not checked:
             found = ", ".join(repr(name) for name in outside[:3]) + (", ..." if len(outside) > 3 else "")
-            raise UnsafeArchiveError(f"{archive}: expected everything under {expected_top}/, found "
-                                     f"{found or 'no members'} at the top; refused rather than scattering "
-                                     f"its files, nothing was extracted")
+            raise UnsafeArchiveError(
+                f"{archive}: expected everything under {expected_top}/, found "
+                f"{found or 'no members'} at the top; refused rather than scattering "
+                f"its files, nothing was extracted"
+            )
     declared = _Budget(archive, limits)
     declared.take(sum(member.size for _, member in checked))
 
 
-def safe_extract(archive_path: str | os.PathLike, target_dir: str | os.PathLike, *,
-                 expected_top: str | None = None, limits: ExtractionLimits = ExtractionLimits()) -> list[Path]:
+def safe_extract(
+    archive_path: str | os.PathLike,
+    target_dir: str | os.PathLike,
+    *,
+    expected_top: str | None = None,
+    limits: ExtractionLimits = ExtractionLimits(),
+) -> list[Path]:
     """Extract a tar(.gz/.bz2/.xz) or zip archive into `target_dir` safely.
 
     Returns the top-level paths created in `target_dir`. Raises UnsafeArchiveError for any

@@ -13,8 +13,9 @@ import torch
 from robustfair.errors import ConfigError
 
 
-def crop_flip_params(n: int, padding: int, generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_flip_params(
+    n: int, padding: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(offsets int64 [n, 2] in [0, 2 * padding] as (top, left) on the padded image,
     flips bool [n]), drawn in that order from `generator` (a CPU generator)."""
     if padding < 0:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,10 @@ def check_labels(values: Any, where: str, num_classes: int | None = None) -> np.
     if kind == "f":
         fractional = ~np.isfinite(array) | (array != np.round(array))
         if fractional.any():
-            raise DataError(f"{where}: labels must be integers, found {array[fractional][0].item()!r} "
-                            f"({int(fractional.sum())} such labels)")
+            raise DataError(
+                f"{where}: labels must be integers, found {array[fractional][0].item()!r} "
+                f"({int(fractional.sum())} such labels)"
+            )
     elif kind not in "iu":
         example = array.reshape(-1)[0].item() if array.size else None
         what = {"U": "strings", "S": "byte strings", "b": "booleans", "O": "objects"}.get(kind, f"dtype {array.dtype}")
@@ -73,8 +76,10 @@ def check_labels(values: Any, where: str, num_classes: int | None = None) -> np.
     if num_classes is not None and labels.size:
         bad = (labels < 0) | (labels >= num_classes)
         if bad.any():
-            raise DataError(f"{where}: {int(bad.sum())} labels out of range [0, {num_classes}), e.g. "
-                            f"{np.unique(labels[bad])[:5].tolist()}")
+            raise DataError(
+                f"{where}: {int(bad.sum())} labels out of range [0, {num_classes}), e.g. "
+                f"{np.unique(labels[bad])[:5].tolist()}"
+            )
     return labels
 
 

@@ -13,8 +13,9 @@ reader (and `load_dataset`) runs before handing a dataset out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,15 +63,14 @@ class ArrayDataset:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.x.shape[1:])
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ArrayDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayDataset:
         """The samples at `indices` (in that order), same classes, name and info."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.ndim != 1:
             raise DataError(f"subset indices must be 1-D, got shape {idx.shape}")
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise DataError(f"subset indices out of range for a dataset of {len(self)} samples")
-        return replace(self, x=self.x[idx], y=self.y[idx], classes=list(self.classes),
-                       info=dict(self.info))
+        return replace(self, x=self.x[idx], y=self.y[idx], classes=list(self.classes), info=dict(self.info))
 
     def as_float(self) -> np.ndarray:
         """x as float32 in [0, 1] (uint8 divided by 255; float data returned as float32)."""
@@ -140,8 +140,9 @@ def validate_dataset(ds: ArrayDataset, *, allow_empty_classes: bool = False) -> 
             if lo < 0.0 or hi > 1.0:
                 from robustfair.data.input_range import InputRangeError, advice
 
-                raise InputRangeError(f"{where}: float values must lie in [0, 1], found range [{lo:g}, {hi:g}]; "
-                                      f"{advice(lo, hi)}")
+                raise InputRangeError(
+                    f"{where}: float values must lie in [0, 1], found range [{lo:g}, {hi:g}]; {advice(lo, hi)}"
+                )
     else:
         raise DataError(f"{where}: x must be uint8 images or float values in [0, 1], got dtype {x.dtype}")
     if not allow_empty_classes:

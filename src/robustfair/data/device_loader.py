@@ -8,7 +8,7 @@ model, so attacks work in pixel space.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -41,14 +41,36 @@ class DeviceLoader(EpochCursor):
     See `EpochCursor` for set_epoch / state_dict / load_state_dict.
     """
 
-    def __init__(self, dataset: ArrayDataset, batch_size: int, *, shuffle: bool = True,
-                 augment: str | None = None, padding: int = 4, device: str | torch.device = "cpu",
-                 seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1):
-        self._init_cursor(len(dataset), batch_size, shuffle=shuffle, augment=augment, padding=padding,
-                          seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
+    def __init__(
+        self,
+        dataset: ArrayDataset,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: str | None = None,
+        padding: int = 4,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self._init_cursor(
+            len(dataset),
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            padding=padding,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
         if augment is not None and not dataset.is_image:
-            raise ConfigError(f"augment: {augment!r} needs images [N, C, H, W]; this dataset has "
-                              f"samples of shape {dataset.sample_shape}")
+            raise ConfigError(
+                f"augment: {augment!r} needs images [N, C, H, W]; this dataset has "
+                f"samples of shape {dataset.sample_shape}"
+            )
         self.dataset = dataset
         self.device = torch.device(device)
         x = np.ascontiguousarray(dataset.x)
@@ -61,9 +83,11 @@ class DeviceLoader(EpochCursor):
         device_plan = None
         for i, plan in self._batches():
             if device_plan is None:  # one transfer per epoch, not per batch
-                device_plan = (plan.order.to(self.device),
-                               None if plan.offsets is None else plan.offsets.to(self.device),
-                               None if plan.flips is None else plan.flips.to(self.device))
+                device_plan = (
+                    plan.order.to(self.device),
+                    None if plan.offsets is None else plan.offsets.to(self.device),
+                    None if plan.flips is None else plan.flips.to(self.device),
+                )
             order, offsets, flips = device_plan
             part = plan.positions(i, self.rank, self.world_size)
             idx = order[part]

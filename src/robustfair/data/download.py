@@ -13,8 +13,9 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO
 
 from robustfair.errors import ChecksumError, ConfigError, DataError
 
@@ -56,8 +57,10 @@ def verify_file(path: str | os.PathLike, md5: str | None = None, sha256: str | N
         raise DataError(f"{path}: file not found")
     got = file_digest(path, algorithm)
     if got != want:
-        raise ChecksumError(f"{path}: {algorithm} is {got}, expected {want}; the file is corrupt, "
-                            f"truncated or a different version (delete it and fetch it again)")
+        raise ChecksumError(
+            f"{path}: {algorithm} is {got}, expected {want}; the file is corrupt, "
+            f"truncated or a different version (delete it and fetch it again)"
+        )
 
 
 Opener = Callable[[str], IO[bytes]]
@@ -66,12 +69,19 @@ Opener = Callable[[str], IO[bytes]]
 def _default_opener(timeout: float) -> Opener:
     def open_url(url: str) -> IO[bytes]:
         return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - URLs come from the checksum table
+
     return open_url
 
 
-def download_file(url: str | Sequence[str], dest: str | os.PathLike, *, md5: str | None = None,
-                  sha256: str | None = None, opener: Opener | None = None,
-                  timeout: float = 60.0) -> Path:
+def download_file(
+    url: str | Sequence[str],
+    dest: str | os.PathLike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    opener: Opener | None = None,
+    timeout: float = 60.0,
+) -> Path:
     """Fetch `url` (or the first mirror that works) to `dest`, verified and atomic.
 
     A checksum (md5 or sha256) is required. If `dest` already exists it is verified and

@@ -60,8 +60,19 @@ class EpochCursor:
     (so an engine that calls set_epoch at each epoch start resumes mid-epoch correctly).
     """
 
-    def _init_cursor(self, num_samples: int, batch_size: int, *, shuffle: bool, augment: str | None,
-                     padding: int, seed: int, drop_last: bool, rank: int, world_size: int) -> None:
+    def _init_cursor(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: str | None,
+        padding: int,
+        seed: int,
+        drop_last: bool,
+        rank: int,
+        world_size: int,
+    ) -> None:
         self.num_samples = check_int("num_samples", num_samples, low=1)
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.world_size = check_int("world_size", world_size, low=1)
@@ -69,8 +80,9 @@ class EpochCursor:
         if self.rank >= self.world_size:
             raise ConfigError(f"rank: {rank} is out of range; allowed: 0 to {world_size - 1}")
         if self.batch_size % self.world_size:
-            raise ConfigError(f"batch_size: {batch_size} is the global batch and must be divisible by "
-                              f"world_size {world_size}")
+            raise ConfigError(
+                f"batch_size: {batch_size} is the global batch and must be divisible by world_size {world_size}"
+            )
         self.augment = check_choice("augment", augment, (None, "crop_flip"))
         self.padding = check_int("padding", padding, low=0)
         self.seed = check_int("seed", seed, low=0)
@@ -94,8 +106,9 @@ class EpochCursor:
 
     def plan(self, epoch: int) -> EpochPlan:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        order = (torch.randperm(self.num_samples, generator=generator) if self.shuffle
-                 else torch.arange(self.num_samples))
+        order = (
+            torch.randperm(self.num_samples, generator=generator) if self.shuffle else torch.arange(self.num_samples)
+        )
         offsets = flips = None
         if self.augment == "crop_flip":
             offsets, flips = crop_flip_params(self.num_samples, self.padding, generator)
@@ -110,14 +123,21 @@ class EpochCursor:
 
     def state_dict(self) -> dict[str, Any]:
         """epoch and position (next global batch), plus what they are only valid for."""
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "num_samples": self.num_samples, "batch_size": self.batch_size}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "num_samples": self.num_samples,
+            "batch_size": self.batch_size,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("seed", "num_samples", "batch_size"):
             if key in state and int(state[key]) != getattr(self, key):
-                raise ConfigError(f"loader state has {key}={state[key]} but this loader has "
-                                  f"{key}={getattr(self, key)}; the saved position would not match")
+                raise ConfigError(
+                    f"loader state has {key}={state[key]} but this loader has "
+                    f"{key}={getattr(self, key)}; the saved position would not match"
+                )
         position = check_int("position", state["position"], low=0)
         if position > len(self):
             raise ConfigError(f"position: {position} is out of range; allowed: 0 to {len(self)}")

@@ -9,12 +9,10 @@ import numpy as np
 
 from robustfair.errors import DataError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm",
-                              ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
 
 
-def decode_image(source: str | os.PathLike | bytes, *, channels: int = 3,
-                 size: int | None = None) -> np.ndarray:
+def decode_image(source: str | os.PathLike | bytes, *, channels: int = 3, size: int | None = None) -> np.ndarray:
     """uint8 [C, H, W] pixels of an image file or its bytes.
 
     channels: 3 (RGB) or 1 (grayscale). size: None keeps the native size; an int resizes

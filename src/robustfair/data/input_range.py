@@ -17,8 +17,10 @@ import torch
 
 from robustfair.errors import DataError
 
-ADVICE = ("keep inputs in [0, 1] and put the normalisation inside the model: "
-          "model = torch.nn.Sequential(robustfair.models.Normalize(mean, std), model)")
+ADVICE = (
+    "keep inputs in [0, 1] and put the normalisation inside the model: "
+    "model = torch.nn.Sequential(robustfair.models.Normalize(mean, std), model)"
+)
 EAGER_BATCHES = 2  # batches of a loop checked on the spot (one host sync each)
 
 
@@ -97,5 +99,13 @@ class RangeWatch:
             raise InputRangeError(range_message(f"{self.where}, a batch after batch {self.late_first - 1}"))
 
 
-__all__ = ["ADVICE", "InputRangeError", "advice", "range_message", "as_unit_float", "out_of_range", "check_unit_range",
-           "RangeWatch"]
+__all__ = [
+    "ADVICE",
+    "InputRangeError",
+    "advice",
+    "range_message",
+    "as_unit_float",
+    "out_of_range",
+    "check_unit_range",
+    "RangeWatch",
+]

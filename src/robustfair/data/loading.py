@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from robustfair.data.dataset import DatasetSplits, validate_dataset
 from robustfair.errors import ConfigError, DataError
@@ -15,14 +16,16 @@ def reader_options(reader: Callable[..., DatasetSplits]) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def call_reader(name: str, reader: Callable[..., DatasetSplits], root: Any, download: bool,
-                options: dict[str, Any]) -> DatasetSplits:
+def call_reader(
+    name: str, reader: Callable[..., DatasetSplits], root: Any, download: bool, options: dict[str, Any]
+) -> DatasetSplits:
     """reader(root, download, **options), after checking option names; validates both splits."""
     valid = reader_options(reader)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(f"dataset {name!r}: unknown option {unknown[0]!r}; valid options: "
-                          f"{', '.join(valid) if valid else '(none)'}")
+        raise ConfigError(
+            f"dataset {name!r}: unknown option {unknown[0]!r}; valid options: {', '.join(valid) if valid else '(none)'}"
+        )
     splits = reader(root, bool(download), **options)
     if not isinstance(splits, DatasetSplits):
         raise DataError(f"dataset {name!r}: reader returned {type(splits).__name__}, not DatasetSplits")

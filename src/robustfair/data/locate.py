@@ -10,8 +10,8 @@ Search order for a reader's files:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from robustfair.data.download import download_file
 from robustfair.data.sources import RemoteFile
@@ -58,8 +58,9 @@ def writable_dir_beside(path: Path, dataset: str) -> Path:
     return target
 
 
-def locate_file(remote: RemoteFile, *, dataset: str, root: str | os.PathLike | None, download: bool,
-                aliases: Sequence[str] = ()) -> Path:
+def locate_file(
+    remote: RemoteFile, *, dataset: str, root: str | os.PathLike | None, download: bool, aliases: Sequence[str] = ()
+) -> Path:
     """Path of `remote.filename` (or an alias) for `dataset`, downloading it if allowed.
 
     Raises DataError naming where it looked and how to obtain the file; refuses to download
@@ -72,15 +73,24 @@ def locate_file(remote: RemoteFile, *, dataset: str, root: str | os.PathLike | N
         return found
     where = ", ".join(str(d) for d in dirs)
     if not download:
-        hint = (f"download=True fetches it from {remote.urls[0]} (md5 {remote.md5})" if remote.urls
-                else "it has no public download URL")
-        raise DataError(f"{dataset}: {remote.filename} not found in {where}; pass root=<directory holding it> "
-                        f"or set {DATA_ENV}; {hint}")
+        hint = (
+            f"download=True fetches it from {remote.urls[0]} (md5 {remote.md5})"
+            if remote.urls
+            else "it has no public download URL"
+        )
+        raise DataError(
+            f"{dataset}: {remote.filename} not found in {where}; pass root=<directory holding it> "
+            f"or set {DATA_ENV}; {hint}"
+        )
     if not remote.urls:
-        raise DataError(f"{dataset}: {remote.filename} has no public download URL; place the file in a "
-                        f"directory and pass root=<that directory> or set {DATA_ENV}")
+        raise DataError(
+            f"{dataset}: {remote.filename} has no public download URL; place the file in a "
+            f"directory and pass root=<that directory> or set {DATA_ENV}"
+        )
     if remote.md5 is None:
-        raise DataError(f"{dataset}: no verified checksum is known for {remote.filename}; refusing to "
-                        f"download it unchecked. Download it yourself and pass root=<directory>")
+        raise DataError(
+            f"{dataset}: no verified checksum is known for {remote.filename}; refusing to "
+            f"download it unchecked. Download it yourself and pass root=<directory>"
+        )
     target = Path(root).expanduser() if root is not None else cache_dir() / dataset
     return download_file(remote.urls, target / remote.filename, md5=remote.md5)

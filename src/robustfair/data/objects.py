@@ -21,7 +21,8 @@ names, as torchvision datasets have), else "0".."K-1" with K = 1 + the largest l
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +59,10 @@ def image_layout(x: np.ndarray, layout: str, what: str, fix: str = "pass layout=
         layout = "nhwc" if x.dtype == np.uint8 else "nchw"
         channel_axis, other_axis, other = (3, 1, "nchw") if layout == "nhwc" else (1, 3, "nhwc")
         if x.shape[channel_axis] not in CHANNEL_COUNTS and x.shape[other_axis] in CHANNEL_COUNTS:
-            raise DataError(f"{what}: shape {list(x.shape)} looks {other.upper()}, but {x.dtype} images are read as "
-                            f"{layout.upper()}; {fix.format(other=other)}")
+            raise DataError(
+                f"{what}: shape {list(x.shape)} looks {other.upper()}, but {x.dtype} images are read as "
+                f"{layout.upper()}; {fix.format(other=other)}"
+            )
     if layout == "nhwc":
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return x
@@ -108,8 +111,10 @@ def _pair(item: Any, what: str) -> tuple[Any, Any]:
         return item[0], item[1]
     if isinstance(item, dict):
         raise DataError(f"{what}: items are dicts (keys {sorted(item)[:4]}); robustfair needs (x, y) pairs")
-    raise DataError(f"{what}: items must be (x, y) pairs, got {type(item).__name__}"
-                    + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+    raise DataError(
+        f"{what}: items must be (x, y) pairs, got {type(item).__name__}"
+        + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+    )
 
 
 def _read(data: Any, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -143,12 +148,19 @@ def _read(data: Any, what: str) -> tuple[np.ndarray, np.ndarray, bool]:
             xs.append(_numpy(x, what)[None])
             ys.append(_numpy(y, what).reshape(-1))
         return _stack(xs, what), np.concatenate(ys), tensors
-    raise DataError(f"{what}: expected (x, y) tensors or arrays, a DataLoader or a map-style dataset, "
-                    f"got {type(data).__name__}")
+    raise DataError(
+        f"{what}: expected (x, y) tensors or arrays, a DataLoader or a map-style dataset, got {type(data).__name__}"
+    )
 
 
-def as_array_dataset(data: Any, *, classes: Sequence[str] | None = None, name: str = "your data",
-                     what: str = "data", layout: str = "auto") -> ArrayDataset:
+def as_array_dataset(
+    data: Any,
+    *,
+    classes: Sequence[str] | None = None,
+    name: str = "your data",
+    what: str = "data",
+    layout: str = "auto",
+) -> ArrayDataset:
     """The split `data` (see the module docstring) as an ArrayDataset; DataError naming the problem."""
     if isinstance(data, ArrayDataset):
         return data
@@ -156,8 +168,12 @@ def as_array_dataset(data: Any, *, classes: Sequence[str] | None = None, name: s
         x, y, from_tensors = _read(data, what)
     if x.ndim < 2:
         raise DataError(f"{what}: x of shape {list(x.shape)}; expected [N, C, H, W] images or [N, D] features")
-    x = image_layout(x, "nchw" if from_tensors and layout == "auto" else layout, what,
-                     fix="give it as a torch tensor (read as NCHW) or transpose the array")
+    x = image_layout(
+        x,
+        "nchw" if from_tensors and layout == "auto" else layout,
+        what,
+        fix="give it as a torch tensor (read as NCHW) or transpose the array",
+    )
     x = check_pixels(x, what)
     y = check_labels(y, x.shape[0], what)
     if classes is None:

@@ -42,8 +42,9 @@ class _ArrayClass:
     """Stands for `numpy.ndarray` in a pickle: accepted as `_reconstruct`'s class argument, never called."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise DataError("refusing to call numpy.ndarray from a pickle (it would allocate an array of any size "
-                        "the file asks for)")
+        raise DataError(
+            "refusing to call numpy.ndarray from a pickle (it would allocate an array of any size the file asks for)"
+        )
 
 
 _ARRAY_CLASS = _ArrayClass()
@@ -70,8 +71,10 @@ def _check_array_state(state: Any, pickle_size: int) -> None:
     carried = isinstance(raw, (bytes, bytearray, str))
     if not carried or declared != len(raw) or declared > pickle_size:
         got = f"{len(raw):,}" if carried else f"a {type(raw).__name__} instead"
-        raise DataError(f"pickled array declares shape {shape} of {dtype} ({declared:,} bytes) but carries "
-                        f"{got} bytes of data in a {pickle_size:,}-byte file")
+        raise DataError(
+            f"pickled array declares shape {shape} of {dtype} ({declared:,} bytes) but carries "
+            f"{got} bytes of data in a {pickle_size:,}-byte file"
+        )
 
 
 def _reconstruct_checked(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
@@ -98,8 +101,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             found = _ALLOWED[(module, name)]
         except KeyError:
-            raise DataError(f"refusing to unpickle {module}.{name}: only plain containers and "
-                            f"NumPy arrays are allowed in a dataset file") from None
+            raise DataError(
+                f"refusing to unpickle {module}.{name}: only plain containers and "
+                f"NumPy arrays are allowed in a dataset file"
+            ) from None
         if found is _reconstruct_checked:
             size = self.size
             return lambda cls, shape, typecode: _with_size(_reconstruct_checked(cls, shape, typecode), size)

@@ -25,8 +25,9 @@ def _check_positive_int(value: int, field: str) -> None:
         raise ConfigError(f"{field}: {value!r} is not allowed; expected an integer >= 1")
 
 
-def split_validation(dataset: ArrayDataset, per_class: int,
-                     position: Literal["last", "first"] = "last") -> tuple[ArrayDataset, ArrayDataset]:
+def split_validation(
+    dataset: ArrayDataset, per_class: int, position: Literal["last", "first"] = "last"
+) -> tuple[ArrayDataset, ArrayDataset]:
     """Carve `per_class` samples of every class out of `dataset` as a validation split.
 
     position: "last" takes each class's last `per_class` samples in dataset order (FRL),
@@ -39,8 +40,10 @@ def split_validation(dataset: ArrayDataset, per_class: int,
     val_parts = []
     for c, idx in enumerate(_class_indices(dataset)):
         if len(idx) <= per_class:
-            raise DataError(f"class {dataset.classes[c]!r} has {len(idx)} samples; a validation split of "
-                            f"{per_class} per class needs more than {per_class}")
+            raise DataError(
+                f"class {dataset.classes[c]!r} has {len(idx)} samples; a validation split of "
+                f"{per_class} per class needs more than {per_class}"
+            )
         val_parts.append(idx[-per_class:] if position == "last" else idx[:per_class])
     val_idx = np.sort(np.concatenate(val_parts))
     train_mask = np.ones(len(dataset), dtype=bool)
@@ -58,8 +61,9 @@ def class_balanced_subset(dataset: ArrayDataset, per_class: int, seed: int = 0) 
     parts = []
     for c, idx in enumerate(_class_indices(dataset)):
         if len(idx) < per_class:
-            raise DataError(f"class {dataset.classes[c]!r} has {len(idx)} samples; "
-                            f"a balanced subset needs {per_class} per class")
+            raise DataError(
+                f"class {dataset.classes[c]!r} has {len(idx)} samples; a balanced subset needs {per_class} per class"
+            )
         parts.append(rng.choice(idx, size=per_class, replace=False))
     return dataset.subset(np.sort(np.concatenate(parts)))
 
@@ -84,8 +88,7 @@ def stratified_counts(class_sizes: np.ndarray, total: int) -> np.ndarray:
     return base
 
 
-def stratified_split(dataset: ArrayDataset, test_size: int | float,
-                     seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+def stratified_split(dataset: ArrayDataset, test_size: int | float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """Split into (train, test) with class proportions preserved, seeded.
 
     test_size: number of test samples (int) or a fraction in (0, 1). Per-class test counts
@@ -107,8 +110,10 @@ def stratified_split(dataset: ArrayDataset, test_size: int | float,
     test_parts = []
     for c, idx in enumerate(indices):
         if counts[c] == 0 or counts[c] == len(idx):
-            raise DataError(f"class {dataset.classes[c]!r} ({len(idx)} samples) would get {counts[c]} "
-                            f"test samples; stratified_split needs each class in both splits")
+            raise DataError(
+                f"class {dataset.classes[c]!r} ({len(idx)} samples) would get {counts[c]} "
+                f"test samples; stratified_split needs each class in both splits"
+            )
         test_parts.append(rng.permutation(idx)[: counts[c]])
     test_idx = np.sort(np.concatenate(test_parts))
     train_mask = np.ones(n, dtype=bool)

@@ -9,7 +9,7 @@ batches, and rank sharding, set_epoch and resume work the same way.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -53,12 +53,35 @@ class StreamingLoader(EpochCursor):
     Other arguments as `DeviceLoader`.
     """
 
-    def __init__(self, index: ImageFileIndex, batch_size: int, *, size: int | None = None, channels: int = 3,
-                 shuffle: bool = True, augment: str | None = None, padding: int = 4,
-                 device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1, num_workers: int = 2, prefetch_factor: int = 2):
-        self._init_cursor(len(index), batch_size, shuffle=shuffle, augment=augment, padding=padding,
-                          seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
+    def __init__(
+        self,
+        index: ImageFileIndex,
+        batch_size: int,
+        *,
+        size: int | None = None,
+        channels: int = 3,
+        shuffle: bool = True,
+        augment: str | None = None,
+        padding: int = 4,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 2,
+        prefetch_factor: int = 2,
+    ):
+        self._init_cursor(
+            len(index),
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            padding=padding,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
         check_choice("channels", channels, (1, 3))
         self.files = ImageFileDataset(index, size=size, channels=channels)
         self.index = index
@@ -68,8 +91,14 @@ class StreamingLoader(EpochCursor):
 
     def _file_loader(self, batches: list[list[int]]) -> DataLoader:
         extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers else {}
-        return DataLoader(self.files, batch_sampler=batches, num_workers=self.num_workers,
-                          collate_fn=_stack, pin_memory=self.device.type == "cuda", **extra)
+        return DataLoader(
+            self.files,
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            collate_fn=_stack,
+            pin_memory=self.device.type == "cuda",
+            **extra,
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self.plan(self.epoch)

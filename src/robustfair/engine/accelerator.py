@@ -28,8 +28,9 @@ restores the previous values afterwards, so code running after `train()` is unaf
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,8 +102,7 @@ def backend_flags(acceleration: Acceleration) -> Iterator[None]:
     try:
         yield
     finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = saved
 
 
 def prepare_model(model: nn.Module, acceleration: Acceleration) -> nn.Module:
@@ -126,20 +126,43 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def build_sgd(parameters: Iterable[torch.nn.Parameter], *, lr: float, momentum: float, weight_decay: float,
-              nesterov: bool, implementation: str) -> torch.optim.SGD:
+def build_sgd(
+    parameters: Iterable[torch.nn.Parameter],
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+    implementation: str,
+) -> torch.optim.SGD:
     """SGD with the chosen implementation (fused / foreach / for_loop); same update rule."""
     if implementation not in OPTIMIZER_IMPLEMENTATIONS:
-        raise ConfigError(f"train.optimizer_impl: {implementation!r} is not allowed; valid values: "
-                          f"{', '.join((AUTO,) + OPTIMIZER_IMPLEMENTATIONS)}")
+        raise ConfigError(
+            f"train.optimizer_impl: {implementation!r} is not allowed; valid values: "
+            f"{', '.join((AUTO,) + OPTIMIZER_IMPLEMENTATIONS)}"
+        )
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[implementation]
     try:
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                               **flags)
+        return torch.optim.SGD(
+            parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **flags
+        )
     except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"train.optimizer_impl: {implementation!r} is not available here "
-                          f"({str(err).splitlines()[0]}); use auto, foreach or for_loop") from None
+        raise ConfigError(
+            f"train.optimizer_impl: {implementation!r} is not available here "
+            f"({str(err).splitlines()[0]}); use auto, foreach or for_loop"
+        ) from None
 
 
-__all__ = ["AUTO", "Acceleration", "OPTIMIZER_IMPLEMENTATIONS", "EARLY_STOP_VARIANTS", "resolve_switch",
-           "resolve_acceleration", "backend_flags", "prepare_model", "prepare_inputs", "autocast", "build_sgd"]
+__all__ = [
+    "AUTO",
+    "Acceleration",
+    "OPTIMIZER_IMPLEMENTATIONS",
+    "EARLY_STOP_VARIANTS",
+    "resolve_switch",
+    "resolve_acceleration",
+    "backend_flags",
+    "prepare_model",
+    "prepare_inputs",
+    "autocast",
+    "build_sgd",
+]

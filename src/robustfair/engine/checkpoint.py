@@ -39,14 +39,18 @@ def _flatten(tree: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         for k, v in tree.items():
             if not isinstance(k, (str, int)):
                 raise CheckpointError(f"checkpoint keys must be str or int, got {type(k).__name__} at {prefix!r}")
-            out[str(k) if isinstance(k, str) else f"__int__{k}"] = _flatten(v, f"{prefix}/{k}" if prefix else str(k), tensors)
+            out[str(k) if isinstance(k, str) else f"__int__{k}"] = _flatten(
+                v, f"{prefix}/{k}" if prefix else str(k), tensors
+            )
         return out
     if isinstance(tree, (list, tuple)):
         return [_flatten(v, f"{prefix}/{i}", tensors) for i, v in enumerate(tree)]
     if tree is None or isinstance(tree, (bool, int, float, str)):
         return tree
-    raise CheckpointError(f"cannot store a {type(tree).__name__} at {prefix!r} in a checkpoint "
-                          "(tensors, numbers, strings, lists and dicts only)")
+    raise CheckpointError(
+        f"cannot store a {type(tree).__name__} at {prefix!r} in a checkpoint "
+        "(tensors, numbers, strings, lists and dicts only)"
+    )
 
 
 def _unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -77,8 +81,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, blob)
 
 
-_SAFE_FORMATS = ("robustfair loads only .safetensors checkpoints (weights in safetensors, training state "
-                 "as JSON metadata) or plain .safetensors weight files, which cannot execute code")
+_SAFE_FORMATS = (
+    "robustfair loads only .safetensors checkpoints (weights in safetensors, training state "
+    "as JSON metadata) or plain .safetensors weight files, which cannot execute code"
+)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -101,17 +107,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not _looks_like_safetensors(data):
         # Checked after the safetensors layout: a valid header length can start with 0x80 too.
         if data[:1] == _PICKLE_MAGIC[0] or data[:4] == _PICKLE_MAGIC[1]:
-            raise CheckpointError(f"{os.fspath(path)!r} is a pickle/torch.save file and is refused unread; "
-                                  f"{_SAFE_FORMATS}")
-        raise CheckpointError(f"{os.fspath(path)!r} is not a valid safetensors checkpoint (truncated, corrupt or "
-                              f"another format such as an old pickle); {_SAFE_FORMATS}")
+            raise CheckpointError(
+                f"{os.fspath(path)!r} is a pickle/torch.save file and is refused unread; {_SAFE_FORMATS}"
+            )
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not a valid safetensors checkpoint (truncated, corrupt or "
+            f"another format such as an old pickle); {_SAFE_FORMATS}"
+        )
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as err:
-        raise CheckpointError(f"{os.fspath(path)!r} is not a valid safetensors checkpoint: "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not a valid safetensors checkpoint: "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
     if metadata.get("format") != FORMAT:
         # A plain safetensors weights file: return it as a flat model state dict.
         return {"model": {k: v.to(map_location) for k, v in tensors.items()}}
@@ -120,8 +131,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
         return _unflatten(skeleton, tensors)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{os.fspath(path)!r}: checkpoint metadata is corrupt "
-                              f"({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"{os.fspath(path)!r}: checkpoint metadata is corrupt ({type(err).__name__}: {err})"
+        ) from None
 
 
 def _looks_like_safetensors(data: bytes) -> bool:

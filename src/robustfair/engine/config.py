@@ -9,9 +9,10 @@ the method's `Config` dataclass. The resolved config is saved in every run direc
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -39,7 +40,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = param("small_cnn", help="model registry name, or your own 'package.module:factory'")
-    normalize_mean: tuple[float, ...] | None = param(None, help="per-channel mean of a normalisation layer owned by the model")
+    normalize_mean: tuple[float, ...] | None = param(
+        None, help="per-channel mean of a normalisation layer owned by the model"
+    )
     normalize_std: tuple[float, ...] | None = param(None, low=0.0, low_open=True, help="per-channel std of that layer")
     options: dict = param(default_factory=dict, help="model-specific keyword arguments of a registry model")
     kwargs: dict = param(default_factory=dict, help="keyword arguments of a 'package.module:factory' model")
@@ -53,8 +56,10 @@ class ModelConfig:
         if user_model and self.options:
             raise ConfigError(f"model.options: {self.name!r} is your own model; its arguments go in model.kwargs")
         if not user_model and self.kwargs:
-            raise ConfigError(f"model.kwargs: only for a 'package.module:factory' model; the options of the "
-                              f"registry model {self.name!r} go in model.options")
+            raise ConfigError(
+                f"model.kwargs: only for a 'package.module:factory' model; the options of the "
+                f"registry model {self.name!r} go in model.options"
+            )
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = param("multistep", choices=("constant", "multistep", "piecewise", "cosine"),
-                      help="per-epoch learning-rate schedule")
+    name: str = param(
+        "multistep", choices=("constant", "multistep", "piecewise", "cosine"), help="per-epoch learning-rate schedule"
+    )
     milestones: tuple[int, ...] = param((), low=1, help="epochs at which the lr changes (multistep, piecewise)")
     gamma: float = param(0.1, low=0.0, low_open=True, help="multistep: factor applied at each milestone")
     factors: tuple[float, ...] = param((), low=0.0, help="piecewise: lr factor from each milestone on")
@@ -79,8 +85,10 @@ class ScheduleConfig:
         if list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"schedule.milestones: {list(self.milestones)} must be increasing")
         if self.name == "piecewise" and len(self.factors) != len(self.milestones):
-            raise ConfigError(f"schedule.factors: piecewise needs one factor per milestone "
-                              f"({len(self.milestones)}), got {len(self.factors)}")
+            raise ConfigError(
+                f"schedule.factors: piecewise needs one factor per milestone "
+                f"({len(self.milestones)}), got {len(self.factors)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -91,33 +99,47 @@ class TrainConfig:
     # Device settings (engine/accelerator.py); "auto" = on for CUDA, off elsewhere. The values
     # actually used are recorded in meta.json and results.json ("acceleration").
     amp: bool | str = param("auto", choices=("auto",), help="bf16 autocast of training steps: true, false or auto")
-    channels_last: bool | str = param("auto", choices=("auto",),
-                                      help="channels_last model and inputs: true, false or auto")
+    channels_last: bool | str = param(
+        "auto", choices=("auto",), help="channels_last model and inputs: true, false or auto"
+    )
     tf32: bool | str = param("auto", choices=("auto",), help="TF32 matmuls/convolutions (CUDA): true, false or auto")
-    cudnn_benchmark: bool | str = param("auto", choices=("auto",),
-                                        help="cuDNN picks its fastest convolution algorithm (CUDA): true, false, auto")
-    optimizer_impl: str = param("auto", choices=("auto", "fused", "foreach", "for_loop"),
-                                help="SGD implementation (auto: fused on CUDA, for_loop on CPU)")
-    early_stop_attack: str = param("auto", choices=("auto", "compact", "masked"),
-                                   help="early-stopped attacks: masked (fixed shapes, no host sync) or compact "
-                                        "(auto: masked on CUDA)")
+    cudnn_benchmark: bool | str = param(
+        "auto", choices=("auto",), help="cuDNN picks its fastest convolution algorithm (CUDA): true, false, auto"
+    )
+    optimizer_impl: str = param(
+        "auto",
+        choices=("auto", "fused", "foreach", "for_loop"),
+        help="SGD implementation (auto: fused on CUDA, for_loop on CPU)",
+    )
+    early_stop_attack: str = param(
+        "auto",
+        choices=("auto", "compact", "masked"),
+        help="early-stopped attacks: masked (fixed shapes, no host sync) or compact (auto: masked on CUDA)",
+    )
     compile: bool = param(False, help="torch.compile the model")
-    compile_mode: str = param("default", choices=("default", "reduce-overhead", "max-autotune",
-                                                  "max-autotune-no-cudagraphs"),
-                              help="torch.compile mode (reduce-overhead: CUDA graphs)")
+    compile_mode: str = param(
+        "default",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        help="torch.compile mode (reduce-overhead: CUDA graphs)",
+    )
     val_attack: str = param("pgd20", help="attack for validation class-wise numbers ('none' for clean only)")
     val_every: int = param(1, low=1, help="validate every N epochs (and at the last epoch)")
     eval_batch_size: int = param(500, low=1)
     grad_clip: float | None = param(None, low=0.0, low_open=True, help="clip the gradient norm")
     log_every: int = param(20, low=1, help="progress refresh in steps")
-    log: tuple[str, ...] = param(("jsonl",), choices=("jsonl", "tensorboard"),
-                                 help="epoch logs: jsonl (metrics.jsonl, always) and optionally tensorboard "
-                                      "(<run>/tensorboard/, needs the tensorboard extra)")
+    log: tuple[str, ...] = param(
+        ("jsonl",),
+        choices=("jsonl", "tensorboard"),
+        help="epoch logs: jsonl (metrics.jsonl, always) and optionally tensorboard "
+        "(<run>/tensorboard/, needs the tensorboard extra)",
+    )
 
     def __post_init__(self) -> None:
         if "jsonl" not in self.log:
-            raise ConfigError(f"train.log: {list(self.log)} must include jsonl (metrics.jsonl is the record every "
-                              "report reads); for example train.log=[jsonl,tensorboard]")
+            raise ConfigError(
+                f"train.log: {list(self.log)} must include jsonl (metrics.jsonl is the record every "
+                "report reads); for example train.log=[jsonl,tensorboard]"
+            )
 
 
 @dataclass(frozen=True)
@@ -171,8 +193,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         hint = " (a run directory? continue it with --resume)" if path.is_dir() else ""
         raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}{hint}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not a text YAML file (a checkpoint or other binary "
-                          f"file?)") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not a text YAML file (a checkpoint or other binary file?)"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -200,7 +223,7 @@ def find_config(name_or_path: str) -> Path:
         return preset
     message = unknown_name_message("preset", name_or_path, list_presets(), list_command="robustfair list presets")
     head = f"unknown preset {name_or_path!r}"
-    raise UnknownNameError(head + " (and no such file)" + message[len(head):])
+    raise UnknownNameError(head + " (and no such file)" + message[len(head) :])
 
 
 def parse_config(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:

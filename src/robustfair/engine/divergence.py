@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -47,8 +48,9 @@ def first_bad_step_across_ranks(first_bad: torch.Tensor) -> int:
 
 def nonfinite_tensors(module: nn.Module) -> list[str]:
     """Names of the floating parameters and buffers of `module` holding a NaN or an infinity."""
-    named = [(name, t) for name, t in module.state_dict().items()
-             if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    named = [
+        (name, t) for name, t in module.state_dict().items() if isinstance(t, torch.Tensor) and t.is_floating_point()
+    ]
     if not named:
         return []
     finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()  # one host sync
@@ -85,13 +87,25 @@ def extreme_settings(config: Any) -> list[str]:
             continue
         scale = abs(default) if default else 0.0
         if abs(value) >= EXTREME_ABSOLUTE or (scale and abs(value) >= EXTREME_FACTOR * scale):
-            flagged.append((abs(value) / scale if scale else abs(value), f"{name}={value:g}" + (
-                f" (default {default:g})" if default is not None else "")))
+            flagged.append(
+                (
+                    abs(value) / scale if scale else abs(value),
+                    f"{name}={value:g}" + (f" (default {default:g})" if default is not None else ""),
+                )
+            )
     return [text for _, text in sorted(flagged, key=lambda pair: -pair[0])]
 
 
-def diverged_error(*, what: str, epoch: int, where: str, last_good: Path | None, run_dir: Path,
-                   last_good_epoch: int | None = None, suspects: Sequence[str] = ()) -> TrainingDivergedError:
+def diverged_error(
+    *,
+    what: str,
+    epoch: int,
+    where: str,
+    last_good: Path | None,
+    run_dir: Path,
+    last_good_epoch: int | None = None,
+    suspects: Sequence[str] = (),
+) -> TrainingDivergedError:
     """The one-line error for a diverged run.
 
     what: "loss" or "weights (conv1.weight, ...)"; epoch: 1-based; where: e.g. "step 3 of 21".
@@ -99,8 +113,11 @@ def diverged_error(*, what: str, epoch: int, where: str, last_good: Path | None,
     extreme settings (`extreme_settings`); the advice names the first instead of the learning rate.
     """
     if last_good is not None and last_good.is_file():
-        kept = f"the last good checkpoint {last_good}" + (
-            f" (after epoch {last_good_epoch})" if last_good_epoch is not None else "") + " is kept"
+        kept = (
+            f"the last good checkpoint {last_good}"
+            + (f" (after epoch {last_good_epoch})" if last_good_epoch is not None else "")
+            + " is kept"
+        )
     else:
         kept = "no epoch had completed, so there is no checkpoint to keep"
     head = f"non-finite {what} at epoch {epoch}, {where}; the weights of this epoch were not saved and {kept}; "
@@ -109,6 +126,8 @@ def diverged_error(*, what: str, epoch: int, where: str, last_good: Path | None,
         also = f" (also extreme: {', '.join(suspects[1:3])})" if len(suspects) > 1 else ""
         return TrainingDivergedError(
             head + f"the likely cause is {suspects[0]}{also}: continue with a moderate value: "
-                   f"robustfair train --resume {run_dir} {field}=<moderate>")
+            f"robustfair train --resume {run_dir} {field}=<moderate>"
+        )
     return TrainingDivergedError(
-        head + f"continue with a lower learning rate: robustfair train --resume {run_dir} optim.lr=<lower>")
+        head + f"continue with a lower learning rate: robustfair train --resume {run_dir} optim.lr=<lower>"
+    )

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustfair.engine import distributed as dist_utils
 from robustfair.data.input_range import check_unit_range
+from robustfair.engine import distributed as dist_utils
 from robustfair.engine.accelerator import Acceleration, autocast, prepare_inputs, resolve_acceleration
 from robustfair.engine.config import EvalConfig, TrainConfig
 from robustfair.engine.divergence import NO_BAD_STEP, first_bad_step_across_ranks, mark_first_bad_step
@@ -32,9 +32,20 @@ class EpochOutcome:
     steps: int
 
 
-def run_epoch(*, model: nn.Module, parameters, method: TrainingMethod, optimizer: torch.optim.Optimizer, loader,
-              cfg: TrainConfig, device: torch.device, epoch: int, world_size: int,
-              show_progress: bool, acceleration: Acceleration | None = None) -> EpochOutcome:
+def run_epoch(
+    *,
+    model: nn.Module,
+    parameters,
+    method: TrainingMethod,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    cfg: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    world_size: int,
+    show_progress: bool,
+    acceleration: Acceleration | None = None,
+) -> EpochOutcome:
     """Train `model` for one pass of `loader` (already set to this epoch).
 
     acceleration: the run's resolved device settings (bf16 autocast of the step,

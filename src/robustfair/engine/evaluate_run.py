@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 
 
-def evaluate(run: str | Path, *, model: nn.Module | None = None, test_data: Any = None,
-             classes: Sequence[str] | None = None, attack: str = "pgd20", eps: float | None = None,
-             which: str = "last", test_per_class: int | None = None, device: str = "auto", batch_size: int = 500,
-             sanity: bool = True) -> dict[str, Any]:
+def evaluate(
+    run: str | Path,
+    *,
+    model: nn.Module | None = None,
+    test_data: Any = None,
+    classes: Sequence[str] | None = None,
+    attack: str = "pgd20",
+    eps: float | None = None,
+    which: str = "last",
+    test_per_class: int | None = None,
+    device: str = "auto",
+    batch_size: int = 500,
+    sanity: bool = True,
+) -> dict[str, Any]:
     """The class-wise result (the dict `robustfair eval --json` writes) of a run's checkpoint.
 
     run: a run directory or checkpoint file; which: "last" or "best". eps: default the
@@ -34,8 +45,16 @@ def evaluate(run: str | Path, *, model: nn.Module | None = None, test_data: Any 
     if model is None and test_data is None:
         if classes is not None:
             raise CheckpointError("classes: only with test_data")
-        return evaluate_checkpoint(run, attack=attack, eps=eps, which=which, test_per_class=test_per_class,
-                                   device=device, batch_size=batch_size, sanity=sanity)
+        return evaluate_checkpoint(
+            run,
+            attack=attack,
+            eps=eps,
+            which=which,
+            test_per_class=test_per_class,
+            device=device,
+            batch_size=batch_size,
+            sanity=sanity,
+        )
     from robustfair.data import as_array_dataset, class_balanced_subset
     from robustfair.engine.run_data import eval_batches, input_geometry, prepare_data
     from robustfair.engine.run_evaluation import evaluate_model
@@ -45,8 +64,10 @@ def evaluate(run: str | Path, *, model: nn.Module | None = None, test_data: Any 
     path = resolve_checkpoint(run, which)
     state = load_checkpoint(path)
     if "config" not in state:
-        raise CheckpointError(f"{str(path)!r} holds weights only; for a weights file use "
-                              "robustfair.engine.weights.load_weights and robustfair.metrics.evaluate_classwise")
+        raise CheckpointError(
+            f"{str(path)!r} holds weights only; for a weights file use "
+            "robustfair.engine.weights.load_weights and robustfair.metrics.evaluate_classwise"
+        )
     config = parse_config(state["config"])
     dev = resolve_device(device)
     if test_data is not None:
@@ -66,17 +87,30 @@ def evaluate(run: str | Path, *, model: nn.Module | None = None, test_data: Any 
     model.to(dev).eval()
     if eps is None:
         eps = config.eval.eps if config.eval.eps is not None else config.method_config().eps
-    result = evaluate_model(model, eval_batches(test, batch_size, dev), attack=attack, eps=float(eps),
-                            num_classes=len(test.classes), classes=list(test.classes), device=dev,
-                            dataset_name=test.name)
+    result = evaluate_model(
+        model,
+        eval_batches(test, batch_size, dev),
+        attack=attack,
+        eps=float(eps),
+        num_classes=len(test.classes),
+        classes=list(test.classes),
+        device=dev,
+        dataset_name=test.name,
+    )
     out = result.to_dict()
     out["checkpoint"] = str(path)
     if sanity:
         from robustfair.metrics.sanity import run_sanity_checks
 
-        out["sanity"] = run_sanity_checks(model, eval_batches(test, batch_size, dev), result=result, eps=float(eps),
-                                          num_classes=len(test.classes), device=dev,
-                                          log=lambda msg: print(msg, file=sys.stderr))
+        out["sanity"] = run_sanity_checks(
+            model,
+            eval_batches(test, batch_size, dev),
+            result=result,
+            eps=float(eps),
+            num_classes=len(test.classes),
+            device=dev,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
     return out
 
 

@@ -8,7 +8,8 @@ from the validation split fails in seconds rather than after the last epoch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,9 @@ def _named(field: str, lookup: Callable[[], Any]) -> Any:
         raise ConfigError(f"{field}: {err}") from None
 
 
-def check_names(config, attack_budget: Callable[[str], dict[str, float]], *, model_given: bool = False,
-                data_given: bool = False) -> None:
+def check_names(
+    config, attack_budget: Callable[[str], dict[str, float]], *, model_given: bool = False, data_given: bool = False
+) -> None:
     """Raise UnknownNameError (listing the valid names) for an unknown dataset, model or attack.
 
     attack_budget(name) -> the overrides the run will pass to `make_attack` (eps, step
@@ -42,13 +44,15 @@ def check_names(config, attack_budget: Callable[[str], dict[str, float]], *, mod
 
     check_data_name(config, data_given=data_given)
     check_model_name(config, model_given=model_given)
-    attacks: list[tuple[str, str]] = [("train.val_attack", config.train.val_attack),
-                                      ("eval.attack", config.eval.attack)]
+    attacks: list[tuple[str, str]] = [
+        ("train.val_attack", config.train.val_attack),
+        ("eval.attack", config.eval.attack),
+    ]
     attacks += [(f"eval.extra_attacks[{i}]", name) for i, name in enumerate(config.eval.extra_attacks)]
     for field, name in attacks:
         if name in CLEAN_ONLY:
             continue
-        _named(field, lambda: make_attack(name, **attack_budget(name)))
+        _named(field, lambda name=name: make_attack(name, **attack_budget(name)))
 
 
 def _counts(dataset) -> np.ndarray:
@@ -63,9 +67,11 @@ def check_run_data(train, val, test, *, dataset: str) -> None:
     """Raise DataError unless train and test share their classes and every class has
     samples in train, validation (when used) and test, after every subset and split."""
     if list(train.classes) != list(test.classes):
-        raise DataError(f"data {dataset!r}: the train and test splits have different classes "
-                        f"({len(train.classes)} vs {len(test.classes)}: {_preview(train.classes)} vs "
-                        f"{_preview(test.classes)})")
+        raise DataError(
+            f"data {dataset!r}: the train and test splits have different classes "
+            f"({len(train.classes)} vs {len(test.classes)}: {_preview(train.classes)} vs "
+            f"{_preview(test.classes)})"
+        )
     classes = list(train.classes)
     for split, part in (("training", train), ("validation", val), ("test", test)):
         if part is None:
@@ -73,8 +79,10 @@ def check_run_data(train, val, test, *, dataset: str) -> None:
         missing = _missing(part, classes)
         if missing:
             hint = " (lower data.val_per_class or use more data)" if split == "validation" else ""
-            raise DataError(f"data {dataset!r}: {len(missing)} classes have no samples in the {split} split: "
-                            f"{_preview(missing)}{hint}")
+            raise DataError(
+                f"data {dataset!r}: {len(missing)} classes have no samples in the {split} split: "
+                f"{_preview(missing)}{hint}"
+            )
 
 
 def _preview(items: Iterable[Any], limit: int = 10) -> str:

@@ -21,7 +21,8 @@ import contextlib
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, TextIO, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -91,8 +92,9 @@ class _NoBar:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int | None, desc: str, *, unit: str = "img", enabled: bool | None = None,
-                 leave: bool = True) -> Iterator[Any]:
+def progress_bar(
+    total: int | None, desc: str, *, unit: str = "img", enabled: bool | None = None, leave: bool = True
+) -> Iterator[Any]:
     """A tqdm bar on stderr (or a no-op when disabled, see `progress_enabled`).
 
     total: units of work (None when unknown: the bar counts and shows a rate); unit: what
@@ -102,8 +104,16 @@ def progress_bar(total: int | None, desc: str, *, unit: str = "img", enabled: bo
     if not progress_enabled(enabled):
         yield _NoBar()
         return
-    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=leave, mininterval=0.5, smoothing=0.1,
-               **_width(sys.stderr))
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        leave=leave,
+        mininterval=0.5,
+        smoothing=0.1,
+        **_width(sys.stderr),
+    )
     try:
         yield bar
     finally:
@@ -125,6 +135,7 @@ def counting_calls(module: Any, bar: Any) -> Iterator[None]:
     if isinstance(bar, _NoBar):
         yield
         return
+
     def count(*_: Any) -> None:  # returns None: a forward hook's return value would replace the output
         bar.update(1)
 
@@ -162,8 +173,15 @@ class Progress:
         self.items = 0
         self._bar = None
         if enabled and not _QUIET and _is_terminal(self.stream):
-            self._bar = tqdm(total=total, desc=desc, unit="step", file=self.stream, leave=False, mininterval=0.5,
-                             **_width(self.stream))
+            self._bar = tqdm(
+                total=total,
+                desc=desc,
+                unit="step",
+                file=self.stream,
+                leave=False,
+                mininterval=0.5,
+                **_width(self.stream),
+            )
 
     def update(self, step: int, items: int, postfix: str = "") -> None:
         self.items += items
@@ -179,11 +197,21 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
         if self.enabled and not _QUIET:
-            self.stream.write(f"{self.desc} {self.total}/{self.total} steps, {rate:.1f} img/s, "
-                              f"{elapsed:.1f}s {postfix}".rstrip() + "\n")
+            self.stream.write(
+                f"{self.desc} {self.total}/{self.total} steps, {rate:.1f} img/s, {elapsed:.1f}s {postfix}".rstrip()
+                + "\n"
+            )
             self.stream.flush()
         return rate
 
 
-__all__ = ["progress_bar", "progress_iter", "progress_enabled", "set_quiet", "quiet_if", "counting_calls",
-           "printing_around_bars", "Progress"]
+__all__ = [
+    "progress_bar",
+    "progress_iter",
+    "progress_enabled",
+    "set_quiet",
+    "quiet_if",
+    "counting_calls",
+    "printing_around_bars",
+    "Progress",
+]

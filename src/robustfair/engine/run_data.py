@@ -11,8 +11,9 @@ data later needs the objects again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -40,10 +41,12 @@ class RunData:
 
 def object_data_error() -> DataError:
     """Why a run trained on Python objects cannot reload its data, and what to do."""
-    return DataError(f"data.name {OBJECT_DATA!r}: this run trained on data passed to robustfair.train(), which its "
-                     "config cannot reload; pass the data again (robustfair.train(config, run_dir, train_data=..., "
-                     "test_data=..., resume=True) or robustfair.evaluate(run_dir, test_data=...)), or write it to "
-                     ".npz files and train with data.name: arrays")
+    return DataError(
+        f"data.name {OBJECT_DATA!r}: this run trained on data passed to robustfair.train(), which its "
+        "config cannot reload; pass the data again (robustfair.train(config, run_dir, train_data=..., "
+        "test_data=..., resume=True) or robustfair.evaluate(run_dir, test_data=...)), or write it to "
+        ".npz files and train with data.name: arrays"
+    )
 
 
 def check_data_name(config: RunConfig, *, data_given: bool = False) -> None:
@@ -99,8 +102,9 @@ def input_geometry(dataset) -> tuple[int, int]:
     raise ConfigError(f"data: unsupported input shape {shape}; expected [C, H, W] images or [D] features")
 
 
-def eval_batches(dataset, batch_size: int, device: torch.device, rank: int = 0,
-                 world_size: int = 1) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    dataset, batch_size: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """Re-iterable batches of this rank's shard (every world_size-th sample), float in [0, 1].
 
     The shard is moved to the device once (uint8 images stay uint8 there) and each batch
@@ -117,7 +121,7 @@ def eval_batches(dataset, batch_size: int, device: torch.device, rank: int = 0,
 
         def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for start in range(0, len(y), batch_size):
-                yield x[start:start + batch_size].float() * scale, y[start:start + batch_size]
+                yield x[start : start + batch_size].float() * scale, y[start : start + batch_size]
 
     return _Batches()
 

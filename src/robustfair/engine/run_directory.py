@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import yaml
@@ -82,13 +83,17 @@ class RunDirectory:
             if last.is_file():
                 return True
             if (self.path / "config.yaml").is_file() and not (self.path / "results.json").exists():
-                self.log(f"{self.path} has no checkpoint yet (its run stopped in the first epoch): "
-                         "starting it again from epoch 1")
+                self.log(
+                    f"{self.path} has no checkpoint yet (its run stopped in the first epoch): "
+                    "starting it again from epoch 1"
+                )
                 return False
             raise CheckpointError(f"cannot resume: {str(last)!r} does not exist")
         if last.exists() or (self.path / "results.json").exists():
-            raise ConfigError(f"run directory {str(self.path)!r} already holds a run; pass --resume to continue "
-                              "it, or choose another --run-dir (nothing is overwritten)")
+            raise ConfigError(
+                f"run directory {str(self.path)!r} already holds a run; pass --resume to continue "
+                "it, or choose another --run-dir (nothing is overwritten)"
+            )
         return False
 
     def check_writable(self) -> None:
@@ -99,8 +104,11 @@ class RunDirectory:
         """Room for the checkpoints: last + best + one temporary copy (a resumed run has two already)."""
         copies = 3 if fresh else 1
         existing = self.path if self.path.exists() else self.path.parent
-        run_files.check_free_space(existing, copies * checkpoint_bytes + 2**20,
-                                   f"{copies} checkpoint file{'s' if copies > 1 else ''} of this model")
+        run_files.check_free_space(
+            existing,
+            copies * checkpoint_bytes + 2**20,
+            f"{copies} checkpoint file{'s' if copies > 1 else ''} of this model",
+        )
 
     def tidy(self, start_epoch: int, total_epochs: int, from_checkpoint: bool) -> None:
         """Before training: drop leftovers of a killed run and anything that would claim completion."""
@@ -146,22 +154,33 @@ class RunDirectory:
 
     def recovery_hint(self) -> str:
         if self.saved_epoch > 0:
-            return (f"the run is incomplete (no results.json) and its last good checkpoint "
-                    f"({self.last_checkpoint}, epoch {self.saved_epoch}) is intact: once the "
-                    f"directory can be written, continue with: robustfair train --resume {self.path}")
-        return ("the run is incomplete (no results.json, no checkpoint yet): start it again once the directory "
-                "can be written")
+            return (
+                f"the run is incomplete (no results.json) and its last good checkpoint "
+                f"({self.last_checkpoint}, epoch {self.saved_epoch}) is intact: once the "
+                f"directory can be written, continue with: robustfair train --resume {self.path}"
+            )
+        return (
+            "the run is incomplete (no results.json, no checkpoint yet): start it again once the directory "
+            "can be written"
+        )
 
-    def write_header(self, config: RunConfig, device: torch.device, world_size: int,
-                     acceleration: dict[str, Any] | None = None) -> None:
+    def write_header(
+        self, config: RunConfig, device: torch.device, world_size: int, acceleration: dict[str, Any] | None = None
+    ) -> None:
         """config.yaml (every default written out) and meta.json (code and machine versions,
         and the device settings the run resolved, `acceleration`, when given)."""
         self.path.mkdir(parents=True, exist_ok=True)
         run_files.atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        meta = {"robustfair": robustfair.__version__, "torch": torch.__version__, "python": platform.python_version(),
-                "machine": platform.platform(), "device": str(device),
-                "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                "world_size": world_size, "git_commit": git_commit()}
+        meta = {
+            "robustfair": robustfair.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "device": str(device),
+            "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "world_size": world_size,
+            "git_commit": git_commit(),
+        }
         if acceleration is not None:
             meta["acceleration"] = acceleration
         run_files.atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=2))

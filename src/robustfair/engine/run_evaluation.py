@@ -14,8 +14,9 @@ recorded `eval.seed`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,8 +43,10 @@ def run_attack_budget(attack: str, eps: float, norm: str = "linf") -> tuple[dict
         return {}, "clean only"
     preset = ATTACKS[attack]
     if preset.norm != norm:
-        return {}, (f"{attack} attacks in {preset.norm}: the run's {norm} eps {eps:g} does not apply, so it keeps "
-                    f"its preset's {preset.norm} eps {preset.eps:g}")
+        return {}, (
+            f"{attack} attacks in {preset.norm}: the run's {norm} eps {eps:g} does not apply, so it keeps "
+            f"its preset's {preset.norm} eps {preset.eps:g}"
+        )
     return budget(attack, eps=eps), f"the run's {norm} eps {eps:g}"
 
 
@@ -52,10 +55,23 @@ def eval_attack_overrides(attack: str, eps: float, norm: str = "linf") -> dict[s
     return run_attack_budget(attack, eps, norm)[0]
 
 
-def evaluate_model(model: nn.Module, data, *, attack: str, eps: float, num_classes: int, classes: list[str],
-                   device: torch.device, dataset_name: str, reduce: Callable | None = None, norm: str = "linf",
-                   seed: int | None = 0, progress: bool | None = False,
-                   overrides: dict[str, Any] | None = None, eps_from: str | None = None):
+def evaluate_model(
+    model: nn.Module,
+    data,
+    *,
+    attack: str,
+    eps: float,
+    num_classes: int,
+    classes: list[str],
+    device: torch.device,
+    dataset_name: str,
+    reduce: Callable | None = None,
+    norm: str = "linf",
+    seed: int | None = 0,
+    progress: bool | None = False,
+    overrides: dict[str, Any] | None = None,
+    eps_from: str | None = None,
+):
     """Class-wise result of `model` on `data` under the named attack ('none': clean only), at
     the run's eps where the attack's norm is the run's `norm` (`run_attack_budget`), with
     every random draw from `seed`. overrides: an explicit budget (e.g. `eval --eps`) used
@@ -63,14 +79,33 @@ def evaluate_model(model: nn.Module, data, *, attack: str, eps: float, num_class
     from robustfair.metrics import evaluate_classwise
 
     if attack in CLEAN_ONLY:
-        return evaluate_classwise(model, data, attack=None, num_classes=num_classes, classes=classes,
-                                  device=device, dataset_name=dataset_name, reduce=reduce, seed=seed,
-                                  progress=progress)
+        return evaluate_classwise(
+            model,
+            data,
+            attack=None,
+            num_classes=num_classes,
+            classes=classes,
+            device=device,
+            dataset_name=dataset_name,
+            reduce=reduce,
+            seed=seed,
+            progress=progress,
+        )
     if overrides is None:
         overrides, eps_from = run_attack_budget(attack, eps, norm)
-    result = evaluate_classwise(model, data, attack=attack, num_classes=num_classes, classes=classes, device=device,
-                                dataset_name=dataset_name, attack_overrides=overrides, reduce=reduce, seed=seed,
-                                progress=progress)
+    result = evaluate_classwise(
+        model,
+        data,
+        attack=attack,
+        num_classes=num_classes,
+        classes=classes,
+        device=device,
+        dataset_name=dataset_name,
+        attack_overrides=overrides,
+        reduce=reduce,
+        seed=seed,
+        progress=progress,
+    )
     return dataclasses.replace(result, attack={**result.attack, "eps_from": eps_from}) if eps_from else result
 
 
@@ -82,14 +117,27 @@ def selection_score(result) -> float:
 def validation_record(result) -> dict[str, Any]:
     """The part of a validation result kept in metrics.jsonl."""
     summary = result.to_dict()
-    return {"summary": summary["summary"], "clean_acc": summary["per_class"]["clean_acc"],
-            "robust_acc": summary["per_class"]["robust_acc"]}
+    return {
+        "summary": summary["summary"],
+        "clean_acc": summary["per_class"]["clean_acc"],
+        "robust_acc": summary["per_class"]["robust_acc"],
+    }
 
 
-def final_test_results(core: nn.Module, test: Iterable, *, attack: str, extra_attacks: Iterable[str],
-                 evaluate: Callable[[nn.Module, str], Any], best_checkpoint: Path, best_epoch: int,
-                 averaged_state: dict | None, averaged_label: str, device: torch.device,
-                 sanity: Callable[[Any], dict] | None) -> dict[str, Any]:
+def final_test_results(
+    core: nn.Module,
+    test: Iterable,
+    *,
+    attack: str,
+    extra_attacks: Iterable[str],
+    evaluate: Callable[[nn.Module, str], Any],
+    best_checkpoint: Path,
+    best_epoch: int,
+    averaged_state: dict | None,
+    averaged_label: str,
+    device: torch.device,
+    sanity: Callable[[Any], dict] | None,
+) -> dict[str, Any]:
     """results.json's class-wise content: last model, extra attacks, sanity, best and averaged models.
 
     `evaluate(model, attack_name)` runs one class-wise evaluation on the test split. The
@@ -131,5 +179,13 @@ class _weights_swapped:
         self.model.load_state_dict(self.saved)
 
 
-__all__ = ["run_attack_budget", "eval_attack_overrides", "evaluate_model", "CLEAN_ONLY", "selection_score",
-           "validation_record", "final_test_results", "SELECTION_RULE"]
+__all__ = [
+    "run_attack_budget",
+    "eval_attack_overrides",
+    "evaluate_model",
+    "CLEAN_ONLY",
+    "selection_score",
+    "validation_record",
+    "final_test_results",
+    "SELECTION_RULE",
+]

@@ -201,9 +201,12 @@ def check_free_space(directory: str | os.PathLike, needed_bytes: int, what: str)
     except OSError:
         return  # cannot tell; the writes themselves will report a full disk clearly
     if free < needed_bytes:
-        raise RunFileError(f"cannot write {os.fspath(directory)}: {free / 2**20:.1f} MiB free but {what} need "
-                           f"about {needed_bytes / 2**20:.1f} MiB; free some space or choose another --run-dir",
-                           errno_=errno.ENOSPC, filename=os.fspath(directory))
+        raise RunFileError(
+            f"cannot write {os.fspath(directory)}: {free / 2**20:.1f} MiB free but {what} need "
+            f"about {needed_bytes / 2**20:.1f} MiB; free some space or choose another --run-dir",
+            errno_=errno.ENOSPC,
+            filename=os.fspath(directory),
+        )
 
 
 def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:

@@ -35,10 +35,12 @@ def resolve_device(name: str) -> torch.device:
 
 def object_model_error(name: str) -> ConfigError:
     """Why a run whose model was passed as an object cannot be rebuilt, and what to do."""
-    return ConfigError(f"model.name {name!r}: this run trained a model object passed to robustfair.train(), which "
-                       "its config cannot rebuild; pass the same model again (robustfair.train(config, run_dir, "
-                       "model=net, resume=True) or robustfair.evaluate(run_dir, model=net)), or train with "
-                       "model.name: 'package.module:factory' so the command line can rebuild it")
+    return ConfigError(
+        f"model.name {name!r}: this run trained a model object passed to robustfair.train(), which "
+        "its config cannot rebuild; pass the same model again (robustfair.train(config, run_dir, "
+        "model=net, resume=True) or robustfair.evaluate(run_dir, model=net)), or train with "
+        "model.name: 'package.module:factory' so the command line can rebuild it"
+    )
 
 
 def check_model_name(config: RunConfig, *, model_given: bool = False) -> None:
@@ -58,8 +60,9 @@ def check_model_name(config: RunConfig, *, model_given: bool = False) -> None:
             raise UnknownNameError(f"model.name: {err}; or your own model as 'package.module:factory'") from None
 
 
-def build_run_model(config: RunConfig, in_channels: int, input_size: int, num_classes: int,
-                    model: nn.Module | None = None) -> nn.Module:
+def build_run_model(
+    config: RunConfig, in_channels: int, input_size: int, num_classes: int, model: nn.Module | None = None
+) -> nn.Module:
     """The config's model for inputs [C, size, size] (or [D] features) and `num_classes` outputs.
 
     model: a model object passed to `robustfair.train`; used as is. When the config also
@@ -73,8 +76,14 @@ def build_run_model(config: RunConfig, in_channels: int, input_size: int, num_cl
     if is_object_model_name(m.name) and model is None:
         raise object_model_error(m.name)
     if is_factory_path(m.name):
-        built = build_factory_model(m.name, m.kwargs, num_classes=num_classes, in_channels=in_channels,
-                                    input_size=input_size, normalize=normalize)
+        built = build_factory_model(
+            m.name,
+            m.kwargs,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            input_size=input_size,
+            normalize=normalize,
+        )
         if model is not None:
             check_same_architecture(model, built, m.name)
             return model
@@ -82,14 +91,22 @@ def build_run_model(config: RunConfig, in_channels: int, input_size: int, num_cl
     if model is not None:
         return model
     try:
-        return build_model(m.name, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                           normalize=normalize, **m.options)
+        return build_model(
+            m.name,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            input_size=input_size,
+            normalize=normalize,
+            **m.options,
+        )
     except RobustfairError:
         raise
     except (TypeError, ValueError) as err:  # a model option of the wrong type or shape
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"model: cannot build {m.name!r} with options {m.options!r} for this data "
-                          f"({in_channels} channels, size {input_size}): {first}") from None
+        raise ConfigError(
+            f"model: cannot build {m.name!r} with options {m.options!r} for this data "
+            f"({in_channels} channels, size {input_size}): {first}"
+        ) from None
 
 
 def check_same_architecture(model: nn.Module, rebuilt: nn.Module, factory: str) -> None:
@@ -99,9 +116,11 @@ def check_same_architecture(model: nn.Module, rebuilt: nn.Module, factory: str) 
     if given == built:
         return
     differ = sorted(set(given) ^ set(built)) or sorted(k for k in given if given[k] != built[k])
-    raise ConfigError(f"model: the model object passed to robustfair.train() is not what model.name {factory!r} "
-                      f"builds ({len(given)} vs {len(built)} tensors; first difference: {differ[0]!r}); name the "
-                      "factory that builds this model, or leave model.name unset")
+    raise ConfigError(
+        f"model: the model object passed to robustfair.train() is not what model.name {factory!r} "
+        f"builds ({len(given)} vs {len(built)} tensors; first difference: {differ[0]!r}); name the "
+        "factory that builds this model, or leave model.name unset"
+    )
 
 
 def check_model_output(model: nn.Module, x: torch.Tensor, num_classes: int, label: str) -> None:
@@ -117,16 +136,21 @@ def check_model_output(model: nn.Module, x: torch.Tensor, num_classes: int, labe
             out = model(x)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConfigError(f"model {label!r} fails on a batch of this data (x {list(x.shape)}, float in [0, 1]): "
-                          f"{type(err).__name__}{': ' + first if first else ''}") from None
+        raise ConfigError(
+            f"model {label!r} fails on a batch of this data (x {list(x.shape)}, float in [0, 1]): "
+            f"{type(err).__name__}{': ' + first if first else ''}"
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor):
-        raise ConfigError(f"model {label!r} returned a {type(out).__name__}; it must return logits, a tensor "
-                          f"[batch, {num_classes}]")
+        raise ConfigError(
+            f"model {label!r} returned a {type(out).__name__}; it must return logits, a tensor [batch, {num_classes}]"
+        )
     if tuple(out.shape) != (x.shape[0], num_classes):
-        raise ConfigError(f"model {label!r} returns shape {list(out.shape)} for a batch of {x.shape[0]}; the data "
-                          f"has {num_classes} classes, so logits must be [{x.shape[0]}, {num_classes}]")
+        raise ConfigError(
+            f"model {label!r} returns shape {list(out.shape)} for a batch of {x.shape[0]}; the data "
+            f"has {num_classes} classes, so logits must be [{x.shape[0]}, {num_classes}]"
+        )
 
 
 def check_factory_source(config: RunConfig, target: str | Path, checkpoint: str | Path) -> None:
@@ -143,8 +167,9 @@ def check_factory_source(config: RunConfig, target: str | Path, checkpoint: str 
     if not is_factory_path(name):
         return
     target, checkpoint = Path(target), Path(checkpoint)
-    run_dir = target if target.is_dir() else (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints"
-                                              else None)
+    run_dir = (
+        target if target.is_dir() else (checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None)
+    )
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         try:
             saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
@@ -153,10 +178,19 @@ def check_factory_source(config: RunConfig, target: str | Path, checkpoint: str 
                 return
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
             pass
-    raise CheckpointError(f"{str(checkpoint)!r} names the model factory {name!r}, and robustfair never imports code "
-                          "named inside a checkpoint file: evaluate the run directory whose config.yaml names it, or "
-                          f"name it yourself: robustfair eval --model {name} --dataset NAME --weights {checkpoint}")
+    raise CheckpointError(
+        f"{str(checkpoint)!r} names the model factory {name!r}, and robustfair never imports code "
+        "named inside a checkpoint file: evaluate the run directory whose config.yaml names it, or "
+        f"name it yourself: robustfair eval --model {name} --dataset NAME --weights {checkpoint}"
+    )
 
 
-__all__ = ["resolve_device", "build_run_model", "check_model_name", "check_model_output", "check_same_architecture",
-           "check_factory_source", "object_model_error"]
+__all__ = [
+    "resolve_device",
+    "build_run_model",
+    "check_model_name",
+    "check_model_output",
+    "check_same_architecture",
+    "check_factory_source",
+    "object_model_error",
+]

@@ -24,7 +24,7 @@ def lr_at_epoch(schedule: ScheduleConfig, base_lr: float, epoch: int, num_epochs
         return base_lr
     if schedule.name == "multistep":
         passed = sum(1 for m in schedule.milestones if number >= m)
-        return base_lr * schedule.gamma ** passed
+        return base_lr * schedule.gamma**passed
     if schedule.name == "piecewise":
         factor = 1.0
         for milestone, f in zip(schedule.milestones, schedule.factors):

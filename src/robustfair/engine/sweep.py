@@ -32,10 +32,10 @@ A preset whose seeds have not all finished shows the seeds that have (the "runs"
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 from robustfair import run_lock
 from robustfair.errors import ConfigError, RobustfairError, RunLockedError
@@ -94,8 +94,9 @@ def hot_start_source(preset: str) -> str | None:
     return Path(str(init_from).rstrip("/")).name or None
 
 
-def plan_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path,
-               overrides: Sequence[str] = ()) -> list[SweepRun]:
+def plan_sweep(
+    presets: Sequence[str], seeds: Sequence[int], out: str | Path, overrides: Sequence[str] = ()
+) -> list[SweepRun]:
     """Every (preset, seed) run in training order: sources of hot starts first, else as given.
 
     Raises ConfigError for an empty grid, a repeated preset, a negative seed, or an override
@@ -157,8 +158,16 @@ def _source_first(labels: Sequence[str], sources: dict[str, str | None]) -> list
     return order
 
 
-def run_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path, overrides: Sequence[str] = (),
-              *, quiet: bool = True, log: Callable[[str], None] = print, poll_s: float = POLL_S) -> SweepOutcome:
+def run_sweep(
+    presets: Sequence[str],
+    seeds: Sequence[int],
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    quiet: bool = True,
+    log: Callable[[str], None] = print,
+    poll_s: float = POLL_S,
+) -> SweepOutcome:
     """Train every unfinished run of the grid (see the module docstring); returns what happened.
 
     Cooperative: other workers may train the same grid at the same time. A run another
@@ -187,8 +196,14 @@ def run_sweep(presets: Sequence[str], seeds: Sequence[int], out: str | Path, ove
 class _Worker:
     """One sweep process's view of the grid: what it has done and what it is waiting for."""
 
-    def __init__(self, plan: list[SweepRun], preset_by_label: dict[str, str], out: str | Path, quiet: bool,
-                 log: Callable[[str], None]):
+    def __init__(
+        self,
+        plan: list[SweepRun],
+        preset_by_label: dict[str, str],
+        out: str | Path,
+        quiet: bool,
+        log: Callable[[str], None],
+    ):
         self.total = len(plan)
         self.preset_by_label = preset_by_label
         self.out = out
@@ -278,8 +293,11 @@ def sweep_groups(presets: Sequence[str], seeds: Sequence[int], out: str | Path):
     groups = []
     for preset in presets:
         label = preset_label(preset)
-        runs = [load_run(run_dir_for(out, label, seed)) for seed in seeds
-                if run_dir_for(out, label, seed).joinpath("results.json").is_file()]
+        runs = [
+            load_run(run_dir_for(out, label, seed))
+            for seed in seeds
+            if run_dir_for(out, label, seed).joinpath("results.json").is_file()
+        ]
         if runs:
             groups.append(RunGroup(label, runs))
     return groups
@@ -313,13 +331,23 @@ def window_text(window: tuple[float, float] | None, summed_s: float) -> str:
     if window is None:
         return ""
     start, end = (datetime.fromtimestamp(t, tz=timezone.utc) for t in window)
-    return (f"wall clock of the whole grid: {start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC "
-            f"(first run's meta.json to last results.json): {(window[1] - window[0]) / 60:.1f} min; "
-            f"summed wall time of its runs: {summed_s / 60:.1f} min")
+    return (
+        f"wall clock of the whole grid: {start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC "
+        f"(first run's meta.json to last results.json): {(window[1] - window[0]) / 60:.1f} min; "
+        f"summed wall time of its runs: {summed_s / 60:.1f} min"
+    )
 
 
-def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *, fmt: str = "markdown",
-                which: str = "last", attack: str | None = None, baseline: str | None = None) -> str:
+def sweep_table(
+    presets: Sequence[str],
+    seeds: Sequence[int],
+    out: str | Path,
+    *,
+    fmt: str = "markdown",
+    which: str = "last",
+    attack: str | None = None,
+    baseline: str | None = None,
+) -> str:
     """The sweep's tables: summary (mean ± std over seeds), per-class errors, time per preset, and
     with `baseline` (a preset label) the paired differences per seed against it.
 
@@ -341,13 +369,24 @@ def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *
     for g in groups:
         train_times = [r.results.get("run", {}).get("train_time_s") for r in g.runs]
         walls = [run_wall_time(r.path) for r in g.runs]
-        rows.append([g.label, ", ".join(str(s) for s in g.seeds),
-                     mean_std([t for t in train_times if t is not None], digits=0),
-                     mean_std([w for w in walls if w is not None], digits=0),
-                     Number(sum(w for w in walls if w is not None), None, len(g.runs), digits=0)])
-    caption = ("time: training (results.json run.train_time_s) and wall clock from the run's start to its "
-               "results.json (meta.json to results.json modification times: data loading, training and "
-               "the final evaluation; for a resumed run, its last start)") if fmt != "csv" else None
+        rows.append(
+            [
+                g.label,
+                ", ".join(str(s) for s in g.seeds),
+                mean_std([t for t in train_times if t is not None], digits=0),
+                mean_std([w for w in walls if w is not None], digits=0),
+                Number(sum(w for w in walls if w is not None), None, len(g.runs), digits=0),
+            ]
+        )
+    caption = (
+        (
+            "time: training (results.json run.train_time_s) and wall clock from the run's start to its "
+            "results.json (meta.json to results.json modification times: data loading, training and "
+            "the final evaluation; for a resumed run, its last start)"
+        )
+        if fmt != "csv"
+        else None
+    )
     table = text + "\n\n" + format_table(header, rows, fmt, caption=caption)
     if fmt == "csv":
         return table
@@ -357,5 +396,16 @@ def sweep_table(presets: Sequence[str], seeds: Sequence[int], out: str | Path, *
     return table + ("\n\n" + line if line else "")
 
 
-__all__ = ["SweepRun", "SweepOutcome", "plan_sweep", "run_sweep", "sweep_groups", "sweep_table",
-           "run_dir_for", "preset_label", "hot_start_source", "run_wall_time", "sweep_window"]
+__all__ = [
+    "SweepRun",
+    "SweepOutcome",
+    "plan_sweep",
+    "run_sweep",
+    "sweep_groups",
+    "sweep_table",
+    "run_dir_for",
+    "preset_label",
+    "hot_start_source",
+    "run_wall_time",
+    "sweep_window",
+]

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -49,14 +50,19 @@ from robustfair.engine.epoch_loop import epoch_line, run_epoch, to_loggable
 from robustfair.engine.preflight import check_names
 from robustfair.engine.run_data import RunData, eval_batches, input_geometry, prepare_data
 from robustfair.engine.run_directory import RunDirectory
-from robustfair.engine.run_evaluation import (eval_attack_overrides, evaluate_model, final_test_results,
-                                              selection_score, validation_record)
+from robustfair.engine.run_evaluation import (
+    eval_attack_overrides,
+    evaluate_model,
+    final_test_results,
+    selection_score,
+    validation_record,
+)
 from robustfair.engine.run_files import RunFileError
 from robustfair.engine.run_model import build_run_model, check_model_output, resolve_device
-from robustfair.engine.user_objects import as_run_config, resolve_user_objects
 from robustfair.engine.schedules import lr_at_epoch
 from robustfair.engine.tensorboard_log import check_available as check_log_targets
 from robustfair.engine.tensorboard_log import open_epoch_log
+from robustfair.engine.user_objects import as_run_config, resolve_user_objects
 from robustfair.errors import CheckpointError, RobustfairError, RunLockedError
 from robustfair.methods import METHODS, EpochContext, TrainingMethod
 from robustfair.methods.hooks import epoch_context
@@ -88,9 +94,18 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 class Trainer:
     """Owns one run: build once, then `fit()`; `train()` below is the usual entry point."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False, quiet: bool = False,
-                 progress: bool = True, log: Callable[[str], None] | None = None, model: nn.Module | None = None,
-                 splits=None):
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        quiet: bool = False,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        model: nn.Module | None = None,
+        splits=None,
+    ):
         """model / splits: a model object and data splits (DatasetSplits) given as objects; the
         config must record them as `user_objects.resolve_user_objects` does."""
         self.config = config
@@ -107,8 +122,12 @@ class Trainer:
         self.norm = getattr(self.method_config, "norm", "linf")  # the threat model the run trains against
 
         # Everything that can be checked before the first step is checked here, cheapest first.
-        check_names(config, lambda name: eval_attack_overrides(name, self.eps, self.norm), model_given=model is not None,
-                    data_given=splits is not None)
+        check_names(
+            config,
+            lambda name: eval_attack_overrides(name, self.eps, self.norm),
+            model_given=model is not None,
+            data_given=splits is not None,
+        )
         check_log_targets(config.train.log)  # train.log=[jsonl,tensorboard] without tensorboard installed
         self.epoch_log = None  # the TensorBoard writer while fit() runs (rank 0, train.log names tensorboard)
         self._hold_run_directory()  # one writer per run: before the directory is read or written
@@ -127,18 +146,23 @@ class Trainer:
         in_channels, input_size = input_geometry(self.data.train)
         # Device settings ("auto" = the fast ones on CUDA), resolved once and recorded.
         self.acceleration = resolve_acceleration(config.train, config.eval, self.device)
-        self.core = build_run_model(config, in_channels, input_size, self.data.num_classes,
-                                    model=model).to(self.device)
+        self.core = build_run_model(config, in_channels, input_size, self.data.num_classes, model=model).to(self.device)
         if model is not None or is_factory_path(config.model.name):  # your own model: try it on two samples
             check_model_output(self.core, self._sample_batch(2), self.data.num_classes, config.model.name)
         self.core = prepare_model(self.core, self.acceleration)
         if config.init_from:
             self._init_from(config.init_from)
-        self.method: TrainingMethod = METHODS[config.method_name()](self.method_config,
-                                                                    num_classes=self.data.num_classes)
-        self.optimizer = build_sgd(self.core.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
-                                   weight_decay=config.optim.weight_decay, nesterov=config.optim.nesterov,
-                                   implementation=self.acceleration.optimizer_impl)
+        self.method: TrainingMethod = METHODS[config.method_name()](
+            self.method_config, num_classes=self.data.num_classes
+        )
+        self.optimizer = build_sgd(
+            self.core.parameters(),
+            lr=config.optim.lr,
+            momentum=config.optim.momentum,
+            weight_decay=config.optim.weight_decay,
+            nesterov=config.optim.nesterov,
+            implementation=self.acceleration.optimizer_impl,
+        )
         wrapped: nn.Module = self.core
         if config.train.compile:
             mode = config.train.compile_mode
@@ -146,17 +170,32 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            wrapped = DistributedDataParallel(wrapped,
-                                              device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            wrapped = DistributedDataParallel(
+                wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.model = wrapped
 
         from robustfair.data import DeviceLoader
 
-        self.loader = DeviceLoader(self.data.train, config.train.batch_size, shuffle=True, augment=config.data.augment,
-                                   padding=config.data.padding, device=self.device, seed=config.seed,
-                                   drop_last=self.dist.enabled, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.val_loader = None if self.data.val is None else eval_batches(
-            self.data.val, config.train.eval_batch_size, self.device, self.dist.rank, self.dist.world_size)
+        self.loader = DeviceLoader(
+            self.data.train,
+            config.train.batch_size,
+            shuffle=True,
+            augment=config.data.augment,
+            padding=config.data.padding,
+            device=self.device,
+            seed=config.seed,
+            drop_last=self.dist.enabled,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.val_loader = (
+            None
+            if self.data.val is None
+            else eval_batches(
+                self.data.val, config.train.eval_batch_size, self.device, self.dist.rank, self.dist.world_size
+            )
+        )
         self.start_epoch = 0
         self.best_score = -1.0
         self.best_epoch = 0
@@ -222,8 +261,12 @@ class Trainer:
         if not self.dist.is_main:
             return
         tensors = [t for t in self.core.state_dict().values() if isinstance(t, torch.Tensor)]
-        tensors += [t for state in self.optimizer.state_dict()["state"].values() for t in state.values()
-                    if isinstance(t, torch.Tensor)]
+        tensors += [
+            t
+            for state in self.optimizer.state_dict()["state"].values()
+            for t in state.values()
+            if isinstance(t, torch.Tensor)
+        ]
         size = sum(t.numel() * t.element_size() for t in tensors)
         if not self.optimizer.state:  # momentum buffers appear after the first step
             size += sum(p.numel() * p.element_size() for p in self.core.parameters())
@@ -239,8 +282,9 @@ class Trainer:
         try:
             self.core.load_state_dict(state["model"])
         except (RuntimeError, KeyError) as err:
-            raise CheckpointError(f"init_from {source!r}: weights do not fit model {self.config.model.name!r}: "
-                                  f"{str(err).splitlines()[0]}") from None
+            raise CheckpointError(
+                f"init_from {source!r}: weights do not fit model {self.config.model.name!r}: {str(err).splitlines()[0]}"
+            ) from None
         self._log(f"initialised weights from {path}")
 
     def _resume(self) -> None:
@@ -256,8 +300,10 @@ class Trainer:
             _set_rng_state(state["rng"], self.device)
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise CheckpointError(f"cannot resume from {path}: it does not fit this config (an override changed "
-                                  f"the model, data or method?): {first}") from None
+            raise CheckpointError(
+                f"cannot resume from {path}: it does not fit this config (an override changed "
+                f"the model, data or method?): {first}"
+            ) from None
         self.saved_epoch = self.start_epoch
         if not self.quiet:
             self._log_config_changes(state.get("config"))
@@ -267,8 +313,11 @@ class Trainer:
         if not isinstance(saved, dict):
             return
         before, after = _flatten_dict(saved), _flatten_dict(config_to_dict(self.config))
-        changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
-                   if before.get(k) != after.get(k)]
+        changed = [
+            f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
+            for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)
+        ]
         if changed:
             self._log("resuming with changed settings: " + "; ".join(changed))
 
@@ -282,45 +331,81 @@ class Trainer:
             raise self._diverged(f"weights ({names})", epoch, where)
 
     def _diverged(self, what: str, epoch: int, where: str):
-        return diverged_error(what=what, epoch=epoch + 1, where=where,
-                              last_good=self.run.last_checkpoint if self.saved_epoch else None,
-                              last_good_epoch=self.saved_epoch or None, run_dir=self.run_dir,
-                              suspects=extreme_settings(self.config))
+        return diverged_error(
+            what=what,
+            epoch=epoch + 1,
+            where=where,
+            last_good=self.run.last_checkpoint if self.saved_epoch else None,
+            last_good_epoch=self.saved_epoch or None,
+            run_dir=self.run_dir,
+            suspects=extreme_settings(self.config),
+        )
 
     # ------------------------------------------------------------------ pieces of the loop
     def context(self, epoch: int) -> EpochContext:
         """What the method's epoch hooks receive; the same builder serves a user's own loop."""
-        return epoch_context(self.core, epoch=epoch, num_epochs=self.config.train.epochs,
-                             num_classes=self.data.num_classes, eps=self.eps, val_loader=self.val_loader,
-                             device=self.device, classes=self.data.classes, dataset_name=self.data.name,
-                             all_reduce_sum=dist_utils.all_reduce_sum, norm=self.norm, seed=self.config.eval.seed,
-                             amp=self.acceleration.eval_amp)
+        return epoch_context(
+            self.core,
+            epoch=epoch,
+            num_epochs=self.config.train.epochs,
+            num_classes=self.data.num_classes,
+            eps=self.eps,
+            val_loader=self.val_loader,
+            device=self.device,
+            classes=self.data.classes,
+            dataset_name=self.data.name,
+            all_reduce_sum=dist_utils.all_reduce_sum,
+            norm=self.norm,
+            seed=self.config.eval.seed,
+            amp=self.acceleration.eval_amp,
+        )
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.loader.set_epoch(epoch)
-        outcome = run_epoch(model=self.model, parameters=self.core.parameters(), method=self.method,
-                            optimizer=self.optimizer, loader=self.loader, cfg=self.config.train, device=self.device,
-                            epoch=epoch, world_size=self.dist.world_size, show_progress=self.show_progress,
-                            acceleration=self.acceleration)
+        outcome = run_epoch(
+            model=self.model,
+            parameters=self.core.parameters(),
+            method=self.method,
+            optimizer=self.optimizer,
+            loader=self.loader,
+            cfg=self.config.train,
+            device=self.device,
+            epoch=epoch,
+            world_size=self.dist.world_size,
+            show_progress=self.show_progress,
+            acceleration=self.acceleration,
+        )
         if outcome.bad_step != NO_BAD_STEP:
             raise self._diverged("loss", epoch, f"step {outcome.bad_step + 1} of {outcome.steps}")
         self._check_weights(epoch, f"by the end of its {outcome.steps} steps")
         return outcome.logs
 
-    def _evaluate(self, model: nn.Module, data, attack: str, dataset_name: str | None = None,
-                  progress: bool | None = False):
+    def _evaluate(
+        self, model: nn.Module, data, attack: str, dataset_name: str | None = None, progress: bool | None = False
+    ):
         # fp32 unless eval.amp: a robustness number should not depend on reduced precision.
         with autocast(self.device, self.acceleration.eval_amp):
-            return evaluate_model(model, data, attack=attack, eps=self.eps, num_classes=self.data.num_classes,
-                                  classes=self.data.classes, device=self.device,
-                                  dataset_name=dataset_name or self.data.name, reduce=dist_utils.all_reduce_sum,
-                                  norm=self.norm, seed=self.config.eval.seed, progress=progress)
+            return evaluate_model(
+                model,
+                data,
+                attack=attack,
+                eps=self.eps,
+                num_classes=self.data.num_classes,
+                classes=self.data.classes,
+                device=self.device,
+                dataset_name=dataset_name or self.data.name,
+                reduce=dist_utils.all_reduce_sum,
+                norm=self.norm,
+                seed=self.config.eval.seed,
+                progress=progress,
+            )
 
     def _validate(self) -> Any | None:
         if self.val_loader is None:
             return None
-        return self._evaluate(self.core, self.val_loader, self.config.train.val_attack,
-                              f"{self.data.name} (validation)")
+        return self._evaluate(
+            self.core, self.val_loader, self.config.train.val_attack, f"{self.data.name} (validation)"
+        )
 
     def _checkpoint_state(self, next_epoch: int) -> dict[str, Any]:
         return {
@@ -341,8 +426,12 @@ class Trainer:
         from robustfair.attacks import early_stop_variant
 
         try:
-            with _denormals_flushed(self.device.type == "cpu"), backend_flags(self.acceleration), \
-                    early_stop_variant(self.acceleration.early_stop_attack), self._opened_epoch_log():
+            with (
+                _denormals_flushed(self.device.type == "cpu"),
+                backend_flags(self.acceleration),
+                early_stop_variant(self.acceleration.early_stop_attack),
+                self._opened_epoch_log(),
+            ):
                 return self._fit()
         finally:
             self.run.release()
@@ -351,8 +440,9 @@ class Trainer:
     def _opened_epoch_log(self) -> Iterator[None]:
         """TensorBoard event files next to metrics.jsonl while training (tensorboard_log.py)."""
         if self.dist.is_main:
-            self.epoch_log = open_epoch_log(self.config.train.log, self.run_dir, start_epoch=self.start_epoch,
-                                            classes=self.data.classes)
+            self.epoch_log = open_epoch_log(
+                self.config.train.log, self.run_dir, start_epoch=self.start_epoch, classes=self.data.classes
+            )
         try:
             yield
         finally:
@@ -365,8 +455,7 @@ class Trainer:
         main = self.dist.is_main
         if main:
             with self.run.writing():
-                self.run.write_header(cfg, self.device, self.dist.world_size,
-                                      acceleration=self.acceleration.to_dict())
+                self.run.write_header(cfg, self.device, self.dist.world_size, acceleration=self.acceleration.to_dict())
         start_time = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.train.epochs):
             lr = lr_at_epoch(cfg.schedule, cfg.optim.lr, epoch, cfg.train.epochs)
@@ -412,22 +501,41 @@ class Trainer:
 
     def final_evaluation(self, train_time: float) -> dict[str, Any]:
         cfg = self.config
-        test = eval_batches(self.data.test, cfg.train.eval_batch_size, self.device, self.dist.rank,
-                            self.dist.world_size)
+        test = eval_batches(
+            self.data.test, cfg.train.eval_batch_size, self.device, self.dist.rank, self.dist.world_size
+        )
         averaged = getattr(self.method, "averaged_state", lambda: None)()
         results = final_test_results(
-            self.core, test, attack=cfg.eval.attack, extra_attacks=cfg.eval.extra_attacks,
-            evaluate=lambda model, attack: self._evaluate(model, test, attack,
-                                                          progress=None if self.show_progress else False),
-            best_checkpoint=self.run.best_checkpoint, best_epoch=self.best_epoch, averaged_state=averaged,
-            averaged_label=f"{cfg.method_name()} weight averaging (last epoch)", device=self.device,
-            sanity=(lambda last: self._sanity(test, last)) if cfg.eval.sanity_checks else None)
-        results["run"] = {"name": cfg.name, "method": cfg.method_name(), "model": cfg.model.name,
-                          "epochs": cfg.train.epochs, "seed": cfg.seed, "train_time_s": round(train_time, 2),
-                          "device": str(self.device), "world_size": self.dist.world_size,
-                          "eps": self.eps, "norm": self.norm, "eval_seed": cfg.eval.seed,
-                          "eval_batch_size": cfg.train.eval_batch_size, "robustfair": robustfair.__version__,
-                          "acceleration": self.acceleration.to_dict()}
+            self.core,
+            test,
+            attack=cfg.eval.attack,
+            extra_attacks=cfg.eval.extra_attacks,
+            evaluate=lambda model, attack: self._evaluate(
+                model, test, attack, progress=None if self.show_progress else False
+            ),
+            best_checkpoint=self.run.best_checkpoint,
+            best_epoch=self.best_epoch,
+            averaged_state=averaged,
+            averaged_label=f"{cfg.method_name()} weight averaging (last epoch)",
+            device=self.device,
+            sanity=(lambda last: self._sanity(test, last)) if cfg.eval.sanity_checks else None,
+        )
+        results["run"] = {
+            "name": cfg.name,
+            "method": cfg.method_name(),
+            "model": cfg.model.name,
+            "epochs": cfg.train.epochs,
+            "seed": cfg.seed,
+            "train_time_s": round(train_time, 2),
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "eps": self.eps,
+            "norm": self.norm,
+            "eval_seed": cfg.eval.seed,
+            "eval_batch_size": cfg.train.eval_batch_size,
+            "robustfair": robustfair.__version__,
+            "acceleration": self.acceleration.to_dict(),
+        }
         if self.dist.is_main:
             with self.run.writing():
                 self.run.write_results(results)
@@ -438,9 +546,18 @@ class Trainer:
 
         # The threat model of the evaluated attack (an L2 attack is checked in L2); the run's for a clean one.
         eps, norm = result.attack.get("eps", self.eps), result.attack.get("norm", self.norm)
-        return run_sanity_checks(self.core, test, result=result, num_classes=self.data.num_classes, eps=eps, norm=norm,
-                                 device=self.device, log=self._log, seed=self.config.eval.seed,
-                                 progress=None if self.show_progress else False)
+        return run_sanity_checks(
+            self.core,
+            test,
+            result=result,
+            num_classes=self.data.num_classes,
+            eps=eps,
+            norm=norm,
+            device=self.device,
+            log=self._log,
+            seed=self.config.eval.seed,
+            progress=None if self.show_progress else False,
+        )
 
 
 def _denormals_are_flushed() -> bool:
@@ -478,10 +595,19 @@ def _flatten_dict(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train(config: RunConfig | Mapping[str, Any] | str | Path, run_dir: str | Path | None = None, *,
-          model: Any = None, train_data: Any = None, test_data: Any = None, classes: Sequence[str] | None = None,
-          overrides: Sequence[str] = (), resume: bool = False, quiet: bool = False,
-          progress: bool = True) -> dict[str, Any]:
+def train(
+    config: RunConfig | Mapping[str, Any] | str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    model: Any = None,
+    train_data: Any = None,
+    test_data: Any = None,
+    classes: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train `config` into `run_dir` (resuming from its last checkpoint if asked); returns results.json.
 
     config: a RunConfig, a mapping of config sections, or a preset name / YAML path;
@@ -494,11 +620,19 @@ def train(config: RunConfig | Mapping[str, Any] | str | Path, run_dir: str | Pat
     x float in [0, 1] (or uint8), y class indices; classes: their names. What the run
     records for each, and so what can rebuild it later: `engine/user_objects.py`.
     """
-    objects = resolve_user_objects(as_run_config(config, overrides), model=model, train_data=train_data,
-                                   test_data=test_data, classes=classes)
+    objects = resolve_user_objects(
+        as_run_config(config, overrides), model=model, train_data=train_data, test_data=test_data, classes=classes
+    )
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / objects.config.name
-    trainer = Trainer(objects.config, run_dir, resume=resume, quiet=quiet, progress=progress, model=objects.model,
-                      splits=objects.splits)
+    trainer = Trainer(
+        objects.config,
+        run_dir,
+        resume=resume,
+        quiet=quiet,
+        progress=progress,
+        model=objects.model,
+        splits=objects.splits,
+    )
     try:
         return trainer.fit()
     finally:
@@ -519,6 +653,18 @@ def load_run_config(run_dir: str | Path, overrides=()) -> RunConfig:
     return parse_config(raw, overrides)
 
 
-__all__ = ["train", "Trainer", "step_seed", "load_run_config", "prepare_data", "build_run_model", "evaluate_model",
-           "eval_batches", "eval_attack_overrides", "resolve_device", "input_geometry", "RunData",
-           "RobustfairError"]
+__all__ = [
+    "train",
+    "Trainer",
+    "step_seed",
+    "load_run_config",
+    "prepare_data",
+    "build_run_model",
+    "evaluate_model",
+    "eval_batches",
+    "eval_attack_overrides",
+    "resolve_device",
+    "input_geometry",
+    "RunData",
+    "RobustfairError",
+]

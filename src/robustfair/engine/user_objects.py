@@ -19,9 +19,10 @@ can be rebuilt later:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -57,8 +58,10 @@ def as_run_config(config: RunConfig | Mapping[str, Any] | str | Path, overrides:
             base.pop("name", None)
             raw = merge_sections(base, raw)
         return parse_config(raw, overrides)
-    raise ConfigError(f"config: expected a RunConfig, a mapping of sections, or a preset name / YAML path; got "
-                      f"{type(config).__name__}")
+    raise ConfigError(
+        f"config: expected a RunConfig, a mapping of sections, or a preset name / YAML path; got "
+        f"{type(config).__name__}"
+    )
 
 
 def _with_model(config: RunConfig, **changes: Any) -> RunConfig:
@@ -73,8 +76,9 @@ def resolve_model(config: RunConfig, model: Any) -> tuple[RunConfig, nn.Module |
         return config, None
     if isinstance(model, str):
         user = is_factory_path(model)
-        return _with_model(config, name=model, options={} if user else config.model.options,
-                           kwargs=config.model.kwargs if user else {}), None
+        return _with_model(
+            config, name=model, options={} if user else config.model.options, kwargs=config.model.kwargs if user else {}
+        ), None
     if isinstance(model, nn.Module):
         if is_factory_path(config.model.name):
             return config, model
@@ -82,16 +86,20 @@ def resolve_model(config: RunConfig, model: Any) -> tuple[RunConfig, nn.Module |
     if callable(model):
         path = factory_path_of(model)
         if path is None:
-            raise ConfigError(f"model: {getattr(model, '__qualname__', model)!r} cannot be imported by its name "
-                              "(defined in __main__, a notebook or a function), so a run could not rebuild it; put "
-                              "it in a module, or pass the model object itself (model=factory())")
+            raise ConfigError(
+                f"model: {getattr(model, '__qualname__', model)!r} cannot be imported by its name "
+                "(defined in __main__, a notebook or a function), so a run could not rebuild it; put "
+                "it in a module, or pass the model object itself (model=factory())"
+            )
         return _with_model(config, name=path, options={}), None
-    raise ConfigError(f"model: expected a torch.nn.Module, a factory function or class, or a name; got "
-                      f"{type(model).__name__}")
+    raise ConfigError(
+        f"model: expected a torch.nn.Module, a factory function or class, or a name; got {type(model).__name__}"
+    )
 
 
-def resolve_data(config: RunConfig, train_data: Any, test_data: Any,
-                 classes: Sequence[str] | None) -> tuple[RunConfig, Any | None]:
+def resolve_data(
+    config: RunConfig, train_data: Any, test_data: Any, classes: Sequence[str] | None
+) -> tuple[RunConfig, Any | None]:
     """(config recording the data, DatasetSplits or None)."""
     from robustfair.data import DatasetSplits, as_array_dataset
 
@@ -100,20 +108,28 @@ def resolve_data(config: RunConfig, train_data: Any, test_data: Any,
             raise ConfigError("classes: only with train_data and test_data")
         return config, None
     if train_data is None or test_data is None:
-        raise ConfigError("train_data and test_data go together: the test split is evaluated once, at the end; "
-                          "validation is carved from train_data (data.val_per_class)")
+        raise ConfigError(
+            "train_data and test_data go together: the test split is evaluated once, at the end; "
+            "validation is carved from train_data (data.val_per_class)"
+        )
     train = as_array_dataset(train_data, classes=classes, what="train_data")
     test = as_array_dataset(test_data, classes=classes, what="test_data")
     if classes is None and train.classes != test.classes:
         longer = max(train.classes, test.classes, key=len)
-        if longer[:len(train.classes)] == train.classes and longer[:len(test.classes)] == test.classes:
+        if longer[: len(train.classes)] == train.classes and longer[: len(test.classes)] == test.classes:
             train.classes, test.classes = list(longer), list(longer)  # labels 0..K-1 seen in one split only
     data = dataclasses.replace(config.data, name=OBJECT_DATA, root=None, download=False, options={})
     return dataclasses.replace(config, data=data), DatasetSplits(train, test)
 
 
-def resolve_user_objects(config: RunConfig, *, model: Any = None, train_data: Any = None, test_data: Any = None,
-                         classes: Sequence[str] | None = None) -> UserObjects:
+def resolve_user_objects(
+    config: RunConfig,
+    *,
+    model: Any = None,
+    train_data: Any = None,
+    test_data: Any = None,
+    classes: Sequence[str] | None = None,
+) -> UserObjects:
     config, model_object = resolve_model(config, model)
     config, splits = resolve_data(config, train_data, test_data, classes)
     return UserObjects(config, model_object, splits)

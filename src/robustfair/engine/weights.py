@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,20 +47,24 @@ def _torch_load(path: Path) -> Any:
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:1] != b"\x80" and head != b"PK\x03\x04":  # neither a pickle nor torch.save's zip
-        raise CheckpointError(f"{os.fspath(path)!r} is neither a .safetensors file nor a torch.save state dict "
-                              "(.pt/.pth)")
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is neither a .safetensors file nor a torch.save state dict (.pt/.pth)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f" (it names {found.group(1)})" if found else ""
-        raise CheckpointError(f"{os.fspath(path)!r} holds pickled Python objects other than tensors{what} and is "
-                              "refused: torch.load(weights_only=True) never runs them; save a plain state dict "
-                              "(torch.save(model.state_dict(), path)) or a .safetensors file") from None
+        raise CheckpointError(
+            f"{os.fspath(path)!r} holds pickled Python objects other than tensors{what} and is "
+            "refused: torch.load(weights_only=True) never runs them; save a plain state dict "
+            "(torch.save(model.state_dict(), path)) or a .safetensors file"
+        ) from None
     except Exception as err:  # not a torch.save file: truncated, another format
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{os.fspath(path)!r} cannot be read as a torch.save state dict or a .safetensors "
-                              f"file: {first}") from None
+        raise CheckpointError(
+            f"{os.fspath(path)!r} cannot be read as a torch.save state dict or a .safetensors file: {first}"
+        ) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -77,8 +82,9 @@ def unwrap_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
     """The state dict inside `obj`: tensors by name, found through the wrapper keys."""
     for _ in range(4):  # wrappers nest rarely, and never deeply
         if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{where!r} holds a {type(obj).__name__}, not a state dict (a mapping of names "
-                                  "to tensors)")
+            raise CheckpointError(
+                f"{where!r} holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)"
+            )
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return {str(k): v for k, v in obj.items()}
         inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -86,8 +92,10 @@ def unwrap_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
             break
         obj = inner
     keys = ", ".join(map(repr, list(obj)[:6])) if isinstance(obj, Mapping) else ""
-    raise CheckpointError(f"{where!r} holds no state dict of tensors (top-level keys: {keys or 'none'}; looked "
-                          f"inside {', '.join(WRAPPER_KEYS)})")
+    raise CheckpointError(
+        f"{where!r} holds no state dict of tensors (top-level keys: {keys or 'none'}; looked "
+        f"inside {', '.join(WRAPPER_KEYS)})"
+    )
 
 
 def fit_keys(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
@@ -98,7 +106,7 @@ def fit_keys(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, 
         prefix = next((p for p in PREFIXES if current and all(k.startswith(p) for k in current)), None)
         if prefix is None:
             break
-        current = {k[len(prefix):]: v for k, v in current.items()}
+        current = {k[len(prefix) :]: v for k, v in current.items()}
         candidates.append(current)
     return max(candidates, key=lambda c: len(model_keys & set(c)))  # the first of equals: least stripped
 
@@ -124,8 +132,9 @@ def check_fit(state: Mapping[str, torch.Tensor], model: nn.Module, where: str) -
     if shapes:
         k = shapes[0]
         parts.append(f"{len(shapes)} of another shape ({k!r}: file {list(state[k].shape)}, model {list(own[k].shape)})")
-    raise CheckpointError(f"{where!r} does not fit the model {type(model).__name__} ({len(own)} tensors): "
-                          f"{'; '.join(parts)}")
+    raise CheckpointError(
+        f"{where!r} does not fit the model {type(model).__name__} ({len(own)} tensors): {'; '.join(parts)}"
+    )
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
@@ -137,5 +146,4 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-__all__ = ["load_weights", "read_state_dict", "unwrap_state_dict", "fit_keys", "check_fit", "WRAPPER_KEYS",
-           "PREFIXES"]
+__all__ = ["load_weights", "read_state_dict", "unwrap_state_dict", "fit_keys", "check_fit", "WRAPPER_KEYS", "PREFIXES"]

@@ -27,19 +27,53 @@ from robustfair.group.data import GROUP_DATASETS, load_group_data, load_group_da
 from robustfair.group.domain import FeatureDomain, domain_violations
 from robustfair.group.encoding import TableEncoder
 from robustfair.group.evaluation import evaluate_group_model
-from robustfair.group.metrics import (NOTIONS, accuracy, balanced_accuracy, demographic_parity_gap,
-                                      equal_opportunity_gap, equalized_odds_gap, fairness_gap, group_metrics)
+from robustfair.group.metrics import (
+    NOTIONS,
+    accuracy,
+    balanced_accuracy,
+    demographic_parity_gap,
+    equal_opportunity_gap,
+    equalized_odds_gap,
+    fairness_gap,
+    group_metrics,
+)
 from robustfair.group.models import GROUP_MODELS, build_group_model
 from robustfair.group.runs import load_run_data, load_run_model, save_run
 from robustfair.group.tabular import FeatureLayout, GroupData, OneHotBlock, TabularSplit
 from robustfair.group.training import TRAININGS, train_group_model
 
 __all__ = [
-    "accuracy_attack", "direct_gap_attack", "fairness_attack", "unified_weights", "bootstrap_intervals",
-    "GroupConfig", "load_group_config", "GROUP_DATASETS", "load_group_data", "load_group_data_from_config",
-    "FeatureDomain", "domain_violations", "TableEncoder", "evaluate_group_model",
-    "NOTIONS", "accuracy", "balanced_accuracy", "demographic_parity_gap", "equal_opportunity_gap",
-    "equalized_odds_gap", "fairness_gap", "group_metrics", "GROUP_MODELS", "build_group_model",
-    "load_run_data", "load_run_model", "save_run",
-    "FeatureLayout", "GroupData", "OneHotBlock", "TabularSplit", "TRAININGS", "train_group_model",
+    "accuracy_attack",
+    "direct_gap_attack",
+    "fairness_attack",
+    "unified_weights",
+    "bootstrap_intervals",
+    "GroupConfig",
+    "load_group_config",
+    "GROUP_DATASETS",
+    "load_group_data",
+    "load_group_data_from_config",
+    "FeatureDomain",
+    "domain_violations",
+    "TableEncoder",
+    "evaluate_group_model",
+    "NOTIONS",
+    "accuracy",
+    "balanced_accuracy",
+    "demographic_parity_gap",
+    "equal_opportunity_gap",
+    "equalized_odds_gap",
+    "fairness_gap",
+    "group_metrics",
+    "GROUP_MODELS",
+    "build_group_model",
+    "load_run_data",
+    "load_run_model",
+    "save_run",
+    "FeatureLayout",
+    "GroupData",
+    "OneHotBlock",
+    "TabularSplit",
+    "TRAININGS",
+    "train_group_model",
 ]

@@ -27,9 +27,23 @@ from robustfair.errors import DataError
 from robustfair.group.files import require_file
 from robustfair.group.table import RawTable
 
-COLUMNS = ("age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
-           "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
-           "hours_per_week", "native_country", "income")
+COLUMNS = (
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
+)
 CONTINUOUS = ("age", "education_num", "capital_gain", "capital_loss", "hours_per_week")
 CATEGORICAL = ("workclass", "marital_status", "occupation", "relationship", "race", "sex", "native_country")
 DROPPED = ("fnlwgt", "education")
@@ -64,7 +78,20 @@ def read_adult(root: Path, *, verify_checksums: bool = True) -> RawTable:
     """Adult's official train and test files as a RawTable with the preprocessing above."""
     train_rows, train_dropped = read_adult_file(require_file(root, "adult.data", verify_checksums))
     test_rows, test_dropped = read_adult_file(require_file(root, "adult.test", verify_checksums))
-    return RawTable("adult", COLUMNS, train_rows, test_rows, source=f"adult ({root})", label="income",
-                    positive=">50K", label_names=("<=50K", ">50K"), continuous=CONTINUOUS, categorical=CATEGORICAL,
-                    integer=CONTINUOUS, drop=DROPPED, privileged=PRIVILEGED, default_sensitive="sex",
-                    notes=(f"dropped rows with missing values: {train_dropped} train, {test_dropped} test",))
+    return RawTable(
+        "adult",
+        COLUMNS,
+        train_rows,
+        test_rows,
+        source=f"adult ({root})",
+        label="income",
+        positive=">50K",
+        label_names=("<=50K", ">50K"),
+        continuous=CONTINUOUS,
+        categorical=CATEGORICAL,
+        integer=CONTINUOUS,
+        drop=DROPPED,
+        privileged=PRIVILEGED,
+        default_sensitive="sex",
+        notes=(f"dropped rows with missing values: {train_dropped} train, {test_dropped} test",),
+    )

@@ -35,7 +35,7 @@ model's parameter gradients, and returns a detached x_adv of x's shape.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,8 +75,9 @@ def project(delta: torch.Tensor, eps: float, norm: str, mask: torch.Tensor) -> t
     return delta * torch.where(norms > eps, eps / norms.clamp_min(1e-12), torch.ones_like(norms))
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str, mask: torch.Tensor,
-                 generator: torch.Generator | None) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor, eps: float, norm: str, mask: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """A random delta [B, D] uniform in the eps-ball over the masked columns."""
     if norm == "linf":
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
@@ -88,9 +89,19 @@ def random_start(x: torch.Tensor, eps: float, norm: str, mask: torch.Tensor,
     return direction * radius
 
 
-def pgd_ascent(x: torch.Tensor, objective: RowObjective, *, eps: float, step_size: float, steps: int,
-               norm: str = "linf", continuous_mask: torch.Tensor, start: str = "uniform",
-               generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
+def pgd_ascent(
+    x: torch.Tensor,
+    objective: RowObjective,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    norm: str = "linf",
+    continuous_mask: torch.Tensor,
+    start: str = "uniform",
+    generator: torch.Generator | None = None,
+    domain: FeatureDomain | None = None,
+) -> torch.Tensor:
     """Projected gradient ascent of `objective(x_adv).sum()` over the continuous columns.
 
     L-inf steps move by `step_size * sign(grad)`; L2 steps by `step_size * grad / ||grad||_2`
@@ -123,8 +134,9 @@ def pgd_ascent(x: torch.Tensor, objective: RowObjective, *, eps: float, step_siz
     return domain.round(domain.clamp((x + delta).detach(), x), x, eps, norm)
 
 
-def switch_categories(x_adv: torch.Tensor, objective: RowObjective, blocks: Sequence[OneHotBlock],
-                      max_changes: int) -> torch.Tensor:
+def switch_categories(
+    x_adv: torch.Tensor, objective: RowObjective, blocks: Sequence[OneHotBlock], max_changes: int
+) -> torch.Tensor:
     """Greedily switch up to `max_changes` one-hot blocks per row to raise `objective` per row.
 
     Each round: the gradient of the objective gives every (block, category) switch a
@@ -145,8 +157,8 @@ def switch_categories(x_adv: torch.Tensor, objective: RowObjective, blocks: Sequ
         best_block = torch.zeros(x_adv.shape[0], dtype=torch.long, device=x_adv.device)
         best_column = torch.zeros(x_adv.shape[0], dtype=torch.long, device=x_adv.device)
         for b, block in enumerate(blocks):
-            g = grad[:, block.start:block.stop]
-            current = x_adv[:, block.start:block.stop]
+            g = grad[:, block.start : block.stop]
+            current = x_adv[:, block.start : block.stop]
             gain = g - (g * current).sum(dim=1, keepdim=True)
             gain = gain.masked_fill(current > 0.5, float("-inf"))  # switching to itself is no switch
             gain[switched[:, b]] = float("-inf")
@@ -184,10 +196,22 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
-def accuracy_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
-                    steps: int, continuous_mask: torch.Tensor, norm: str = "linf", start: str = "uniform",
-                    blocks: Sequence[OneHotBlock] = (), max_categorical_changes: int = 0,
-                    generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
+def accuracy_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    continuous_mask: torch.Tensor,
+    norm: str = "linf",
+    start: str = "uniform",
+    blocks: Sequence[OneHotBlock] = (),
+    max_categorical_changes: int = 0,
+    generator: torch.Generator | None = None,
+    domain: FeatureDomain | None = None,
+) -> torch.Tensor:
     """PGD on the binary cross-entropy of each row (untargeted accuracy attack).
 
     model: x [B, D] -> logit [B]; y int [B] in {0, 1}. Returns x_adv [B, D].
@@ -198,8 +222,18 @@ def accuracy_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
         return F.binary_cross_entropy_with_logits(model(x_adv), target, reduction="none")
 
     with _EvalMode(model):
-        x_adv = pgd_ascent(x, row_loss, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                           continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)
+        x_adv = pgd_ascent(
+            x,
+            row_loss,
+            eps=eps,
+            step_size=step_size,
+            steps=steps,
+            norm=norm,
+            continuous_mask=continuous_mask,
+            start=start,
+            generator=generator,
+            domain=domain,
+        )
         return switch_categories(x_adv, row_loss, blocks, max_categorical_changes)
 
 
@@ -225,11 +259,25 @@ def unified_weights(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, notion: s
     return w
 
 
-def fairness_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, *, notion: str,
-                    eps: float, step_size: float, steps: int, continuous_mask: torch.Tensor,
-                    norm: str = "linf", start: str = "uniform", fix_signs: bool = False,
-                    blocks: Sequence[OneHotBlock] = (), max_categorical_changes: int = 0,
-                    generator: torch.Generator | None = None, domain: FeatureDomain | None = None) -> torch.Tensor:
+def fairness_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: torch.Tensor,
+    *,
+    notion: str,
+    eps: float,
+    step_size: float,
+    steps: int,
+    continuous_mask: torch.Tensor,
+    norm: str = "linf",
+    start: str = "uniform",
+    fix_signs: bool = False,
+    blocks: Sequence[OneHotBlock] = (),
+    max_categorical_changes: int = 0,
+    generator: torch.Generator | None = None,
+    domain: FeatureDomain | None = None,
+) -> torch.Tensor:
     """The unified fairness attack: PGD widening the `notion` gap of the batch (x, y, s).
 
     The gap is a batch-level quantity, so the batch should be the whole evaluation set
@@ -246,23 +294,56 @@ def fairness_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch
         return w * p
 
     with _EvalMode(model):
-        x_adv = pgd_ascent(x, weighted_probability, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                           continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)
+        x_adv = pgd_ascent(
+            x,
+            weighted_probability,
+            eps=eps,
+            step_size=step_size,
+            steps=steps,
+            norm=norm,
+            continuous_mask=continuous_mask,
+            start=start,
+            generator=generator,
+            domain=domain,
+        )
         return switch_categories(x_adv, weighted_probability, blocks, max_categorical_changes)
 
 
-def direct_gap_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, *, notion: str,
-                      eps: float, step_size: float, steps: int, continuous_mask: torch.Tensor,
-                      norm: str = "linf", start: str = "uniform", generator: torch.Generator | None = None,
-                      domain: FeatureDomain | None = None) -> torch.Tensor:
+def direct_gap_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: torch.Tensor,
+    *,
+    notion: str,
+    eps: float,
+    step_size: float,
+    steps: int,
+    continuous_mask: torch.Tensor,
+    norm: str = "linf",
+    start: str = "uniform",
+    generator: torch.Generator | None = None,
+    domain: FeatureDomain | None = None,
+) -> torch.Tensor:
     """PGD ascending `fairness_gap(notion, sigmoid(model(x_adv)), y, s)` through autograd.
 
     The per-notion reference for the unified attack (continuous columns only).
     """
+
     def gap_as_rows(x_adv: torch.Tensor) -> torch.Tensor:
         # pgd_ascent sums the rows; a one-element "row vector" carries the batch-level gap
         return fairness_gap(notion, torch.sigmoid(model(x_adv)), y, s).reshape(1)
 
     with _EvalMode(model):
-        return pgd_ascent(x, gap_as_rows, eps=eps, step_size=step_size, steps=steps, norm=norm,
-                          continuous_mask=continuous_mask, start=start, generator=generator, domain=domain)
+        return pgd_ascent(
+            x,
+            gap_as_rows,
+            eps=eps,
+            step_size=step_size,
+            steps=steps,
+            norm=norm,
+            continuous_mask=continuous_mask,
+            start=start,
+            generator=generator,
+            domain=domain,
+        )

@@ -18,12 +18,18 @@ counted (`undefined_resamples`) and left out of the percentiles.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from robustfair.group.rates import (NOTION_RATES, cell_sums, gaps_from_differences, group_rates, oriented_gaps,
-                                    rate_differences)
+from robustfair.group.rates import (
+    NOTION_RATES,
+    cell_sums,
+    gaps_from_differences,
+    group_rates,
+    oriented_gaps,
+    rate_differences,
+)
 
 CHUNK = 64  # resamples per matrix product: memory CHUNK x N float64
 
@@ -40,8 +46,15 @@ def resample_weights(n_rows: int, resamples: int, seed: int, chunk: int = CHUNK)
         done += b
 
 
-def bootstrap_intervals(conditions: Mapping[str, tuple[np.ndarray, np.ndarray]], y: np.ndarray, s: np.ndarray, *,
-                        resamples: int, seed: int, level: float) -> dict[str, dict]:
+def bootstrap_intervals(
+    conditions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    y: np.ndarray,
+    s: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    level: float,
+) -> dict[str, dict]:
     """{condition: {"hard": {notion: [low, high] | None}, "soft": {...}, "accuracy": [low, high],
     "undefined_resamples": {notion: count}}} for conditions {name: (p [N], pred [N])}.
 
@@ -50,9 +63,10 @@ def bootstrap_intervals(conditions: Mapping[str, tuple[np.ndarray, np.ndarray]],
     signs = {}
     for name, (p, pred) in conditions.items():
         point = cell_sums(p, pred, y, s)
-        signs[name] = {kind: {r: float(np.nan_to_num(np.sign(d)))
-                              for r, d in rate_differences(group_rates(point, kind)).items()}
-                       for kind in ("hard", "soft")}
+        signs[name] = {
+            kind: {r: float(np.nan_to_num(np.sign(d))) for r, d in rate_differences(group_rates(point, kind)).items()}
+            for kind in ("hard", "soft")
+        }
     draws: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in conditions}
     for weights in resample_weights(len(y), resamples, seed):
         for name, (p, pred) in conditions.items():
@@ -81,8 +95,9 @@ def bootstrap_intervals(conditions: Mapping[str, tuple[np.ndarray, np.ndarray]],
             kind, notion = key.split(".")
             result[kind][notion] = interval
             if len(defined) < len(values):
-                result["undefined_resamples"][notion] = max(result["undefined_resamples"].get(notion, 0),
-                                                            int(len(values) - len(defined)))
+                result["undefined_resamples"][notion] = max(
+                    result["undefined_resamples"].get(notion, 0), int(len(values) - len(defined))
+                )
         out[name] = result
     return out
 
@@ -90,8 +105,10 @@ def bootstrap_intervals(conditions: Mapping[str, tuple[np.ndarray, np.ndarray]],
 def point_gaps(p: np.ndarray, pred: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str, dict[str, float]]:
     """{"hard": {notion: gap}, "soft": {...}} of one set of predictions (NaN where undefined)."""
     cells = cell_sums(p, pred, y, s)
-    return {kind: {n: float(v) for n, v in gaps_from_differences(rate_differences(group_rates(cells, kind))).items()}
-            for kind in ("hard", "soft")}
+    return {
+        kind: {n: float(v) for n, v in gaps_from_differences(rate_differences(group_rates(cells, kind))).items()}
+        for kind in ("hard", "soft")
+    }
 
 
 __all__ = ["resample_weights", "bootstrap_intervals", "point_gaps", "NOTION_RATES"]

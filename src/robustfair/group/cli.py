@@ -28,8 +28,17 @@ from robustfair.group.compare import find_results, format_comparison, read_resul
 from robustfair.group.config import TRAINING_NAMES, GroupConfig, load_group_config
 from robustfair.group.data import load_group_data_from_config
 from robustfair.group.evaluation import evaluate_group_model
-from robustfair.group.runs import (RESULTS_SCHEMA, code_version, load_run_config, load_run_data, load_run_model,
-                                   prepare_run_dir, run_dir_name, save_run, write_json)
+from robustfair.group.runs import (
+    RESULTS_SCHEMA,
+    code_version,
+    load_run_config,
+    load_run_data,
+    load_run_model,
+    prepare_run_dir,
+    run_dir_name,
+    save_run,
+    write_json,
+)
 from robustfair.group.tabular import GroupData
 from robustfair.group.training import train_group_model
 from robustfair.typed_config import to_dict
@@ -60,15 +69,32 @@ def _split_list(text: str | None, what: str) -> list[str] | None:
 def evaluate(model: torch.nn.Module, data: GroupData, config: GroupConfig) -> dict:
     """`evaluate_group_model` on the test split with the run's eval settings."""
     e = config.eval
-    return evaluate_group_model(model, data.test, data.layout, e.attack, seed=e.seed, threshold=e.threshold,
-                                bootstrap=e.bootstrap, group_names=data.group_names)
+    return evaluate_group_model(
+        model,
+        data.test,
+        data.layout,
+        e.attack,
+        seed=e.seed,
+        threshold=e.threshold,
+        bootstrap=e.bootstrap,
+        group_names=data.group_names,
+    )
 
 
-def results_record(config: GroupConfig, data: GroupData, metrics: dict, history: list, train_s: float | None,
-                   eval_s: float) -> dict:
+def results_record(
+    config: GroupConfig, data: GroupData, metrics: dict, history: list, train_s: float | None, eval_s: float
+) -> dict:
     """The results.json mapping of one run (schema in `robustfair.group.runs`)."""
-    return {"schema": RESULTS_SCHEMA, "config": to_dict(config), "data": data.summary(), "metrics": metrics,
-            "history": history, "train_seconds": train_s, "eval_seconds": eval_s, "code_version": code_version()}
+    return {
+        "schema": RESULTS_SCHEMA,
+        "config": to_dict(config),
+        "data": data.summary(),
+        "metrics": metrics,
+        "history": history,
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "code_version": code_version(),
+    }
 
 
 def _gap_text(value: float | None) -> str:
@@ -78,10 +104,12 @@ def _gap_text(value: float | None) -> str:
 def _summary_line(label: str, config: GroupConfig, metrics: dict, seconds: str) -> str:
     n = config.train.notion
     clean, attacked = metrics["clean"], metrics["fairness_attack"][n]
-    return (f"{label}: clean acc {100 * clean['accuracy']:.2f}%, {n} gap hard {_gap_text(clean['gaps_hard'][n])} / "
-            f"soft {_gap_text(clean['gaps'][n])} | acc under acc. attack "
-            f"{100 * metrics['accuracy_attack']['accuracy']:.2f}% | {n} gap under fair. attack hard "
-            f"{_gap_text(attacked['gaps_hard'][n])} / soft {_gap_text(attacked['gaps'][n])}{seconds}")
+    return (
+        f"{label}: clean acc {100 * clean['accuracy']:.2f}%, {n} gap hard {_gap_text(clean['gaps_hard'][n])} / "
+        f"soft {_gap_text(clean['gaps'][n])} | acc under acc. attack "
+        f"{100 * metrics['accuracy_attack']['accuracy']:.2f}% | {n} gap under fair. attack hard "
+        f"{_gap_text(attacked['gaps_hard'][n])} / soft {_gap_text(attacked['gaps'][n])}{seconds}"
+    )
 
 
 def _table_overrides(args: argparse.Namespace) -> list[str]:
@@ -115,8 +143,10 @@ def run_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     preset = args.preset or ("table" if args.csv is not None else None)
     if preset is None:
-        raise ConfigError("group train: give --preset (adult, compas, table or a YAML file) or your table with "
-                          "--csv FILE --label COL --sensitive COL")
+        raise ConfigError(
+            "group train: give --preset (adult, compas, table or a YAML file) or your table with "
+            "--csv FILE --label COL --sensitive COL"
+        )
     overrides = _table_overrides(args) + list(args.overrides)
     if args.data_root is not None:
         overrides.append(f"data.root={args.data_root}")
@@ -134,29 +164,46 @@ def run_train(args: argparse.Namespace) -> int:
         seeds = [int(t) for t in seed_texts]
     except ValueError:
         raise ConfigError(f"--seeds: expected integers, got {args.seeds!r}") from None
-    configs = [load_group_config(preset, overrides + [f"train.method={m}", f"train.seed={s}"])
-               for s in seeds for m in methods]
+    configs = [
+        load_group_config(preset, overrides + [f"train.method={m}", f"train.seed={s}"]) for s in seeds for m in methods
+    ]
     data = load_group_data_from_config(base.data)
     out = Path(args.out) if args.out else Path("runs") / "group" / f"{data.name}-{data.sensitive}"
     check_writable(out)
     for c in configs:  # refuse before spending time if any run directory is taken
         prepare_run_dir(out / run_dir_name(c), args.overwrite)
-    _echo(f"{data.name} ({data.sensitive}: s=1 {data.group_names[1]!r}, s=0 {data.group_names[0]!r}): "
-          f"{len(data.train)} train / {len(data.test)} test rows, {data.layout.num_features} features "
-          f"({len(data.layout.continuous)} continuous)")
+    _echo(
+        f"{data.name} ({data.sensitive}: s=1 {data.group_names[1]!r}, s=0 {data.group_names[0]!r}): "
+        f"{len(data.train)} train / {len(data.test)} test rows, {data.layout.num_features} features "
+        f"({len(data.layout.continuous)} continuous)"
+    )
     for c in configs:
         run_dir = out / run_dir_name(c)
-        log = None if args.quiet else (lambda rec, c=c: _echo(
-            f"  {c.train.method} seed {c.train.seed} epoch {rec['epoch']}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch")))
+        log = (
+            None
+            if args.quiet
+            else (
+                lambda rec, c=c: _echo(
+                    f"  {c.train.method} seed {c.train.seed} epoch {rec['epoch']}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "epoch")
+                )
+            )
+        )
         trained = train_group_model(data, c.model, c.train, log=log)
         start = time.perf_counter()
         metrics = evaluate(trained.model, data, c)
         eval_s = time.perf_counter() - start
-        save_run(run_dir, c, data, trained.model,
-                 results_record(c, data, metrics, trained.history, trained.seconds, eval_s))
-        _echo(_summary_line(f"{c.train.method} seed {c.train.seed}", c, metrics,
-                            f" [train {trained.seconds:.1f}s, eval {eval_s:.1f}s] -> {run_dir}"))
+        save_run(
+            run_dir, c, data, trained.model, results_record(c, data, metrics, trained.history, trained.seconds, eval_s)
+        )
+        _echo(
+            _summary_line(
+                f"{c.train.method} seed {c.train.seed}",
+                c,
+                metrics,
+                f" [train {trained.seconds:.1f}s, eval {eval_s:.1f}s] -> {run_dir}",
+            )
+        )
     return 0
 
 
@@ -211,8 +258,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     results = [read_results(p) for p in find_results(args.paths, args.file)]
-    table = format_comparison(results, notion=args.notion, fmt=args.fmt, per_group=not args.no_groups,
-                              domain=args.domain)
+    table = format_comparison(
+        results, notion=args.notion, fmt=args.fmt, per_group=not args.no_groups, domain=args.domain
+    )
     if args.out:
         Path(args.out).write_text(table + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)

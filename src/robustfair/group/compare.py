@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from robustfair.errors import ConfigError, DataError
 from robustfair.group.config import TRAINING_NAMES
@@ -36,9 +37,17 @@ from robustfair.report.tables import Number, format_table, mean_std
 FORMATS = ("markdown", "csv", "latex", "json")
 _IGNORED = {"train.seed", "data.root", "data.download", "data.csv", "data.test_csv"}
 _ALWAYS = ("data.name", "data.sensitive", "train.method")
-_TITLES = {"data.name": "Dataset", "data.sensitive": "Sensitive", "train.method": "Training",
-           "train.lam": "lam", "train.notion": "Trained notion", "model.name": "Model", "data.fingerprint": "Data",
-           "eval.attack.domain": "Attack domain", "train.attack.domain": "Training attack domain"}
+_TITLES = {
+    "data.name": "Dataset",
+    "data.sensitive": "Sensitive",
+    "train.method": "Training",
+    "train.lam": "lam",
+    "train.notion": "Trained notion",
+    "model.name": "Model",
+    "data.fingerprint": "Data",
+    "eval.attack.domain": "Attack domain",
+    "train.attack.domain": "Training attack domain",
+}
 NOTION_LABEL = {"dp": "DP", "eopp": "EOpp", "eodds": "EOdds"}
 
 
@@ -88,8 +97,10 @@ def find_results(paths: Sequence[str | Path], filename: str = "results.json") ->
         for hit in hits:
             key = hit.resolve()
             if key in first_seen:
-                raise DataError(f"{str(hit)!r} is reached twice (through {first_seen[key]!r} and {str(given)!r}); "
-                                f"each run counts once, so give it once")
+                raise DataError(
+                    f"{str(hit)!r} is reached twice (through {first_seen[key]!r} and {str(given)!r}); "
+                    f"each run counts once, so give it once"
+                )
             first_seen[key] = str(given)
             found.append(hit)
     if not found:
@@ -102,8 +113,11 @@ def read_results(path: Path) -> RunResult:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{str(path)!r}: unreadable results file ({err})") from None
-    if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict) or \
-            not isinstance(result.get("config"), dict):
+    if (
+        not isinstance(result, dict)
+        or not isinstance(result.get("metrics"), dict)
+        or not isinstance(result.get("config"), dict)
+    ):
         raise DataError(f"{str(path)!r}: not a group results file (no metrics/config)")
     return RunResult(path, result)
 
@@ -141,14 +155,21 @@ def group_runs(runs: Iterable[RunResult]) -> list[RunGroup]:
         group = groups.setdefault(key, RunGroup(identity, []))
         twin = next((r for r in group.runs if r.seed == run.seed), None)
         if twin is not None:
-            raise DataError(f"{str(twin.path)!r} and {str(run.path)!r} are the same run (same data, config and seed "
-                            f"{run.seed}); each run counts once, so compare it once")
+            raise DataError(
+                f"{str(twin.path)!r} and {str(run.path)!r} are the same run (same data, config and seed "
+                f"{run.seed}); each run counts once, so compare it once"
+            )
         group.runs.append(run)
     order = {name: i for i, name in enumerate(TRAINING_NAMES)}
-    return sorted(groups.values(), key=lambda g: (str(g.identity.get("data.name")),
-                                                  str(g.identity.get("data.sensitive")),
-                                                  order.get(g.identity.get("train.method"), 99),
-                                                  json.dumps(g.identity, sort_keys=True, default=str)))
+    return sorted(
+        groups.values(),
+        key=lambda g: (
+            str(g.identity.get("data.name")),
+            str(g.identity.get("data.sensitive")),
+            order.get(g.identity.get("train.method"), 99),
+            json.dumps(g.identity, sort_keys=True, default=str),
+        ),
+    )
 
 
 def _varying_fields(groups: Sequence[RunGroup]) -> list[str]:
@@ -207,8 +228,15 @@ def _label(groups: Sequence[RunGroup], notion: str | None) -> str:
 def gap_rows(groups: Sequence[RunGroup], fields: Sequence[str], notion: str | None) -> tuple[list[str], list[list]]:
     label = _label(groups, notion)
     header = [_TITLES.get(f, f) for f in fields] + [
-        "Seeds", "Clean acc.", "Acc. under acc. attack", f"{label} hard", f"{label} soft",
-        f"{label} hard, fair. attack", f"{label} soft, fair. attack", "Higher rate (hard): clean -> attacked"]
+        "Seeds",
+        "Clean acc.",
+        "Acc. under acc. attack",
+        f"{label} hard",
+        f"{label} soft",
+        f"{label} hard, fair. attack",
+        f"{label} soft, fair. attack",
+        "Higher rate (hard): clean -> attacked",
+    ]
     rows = []
     for g in groups:
         n, runs = _notion(g, notion), g.runs
@@ -217,19 +245,28 @@ def gap_rows(groups: Sequence[RunGroup], fields: Sequence[str], notion: str | No
         for where in (("clean",), attacked):
             for kind, key in (("hard", "gaps_hard"), ("soft", "gaps")):
                 cells.append(_cell(runs, (*where, key, n), (*where, "intervals", kind, n)))
-        higher = [_consensus([_get(r.metrics, (*where, "direction", "hard", n)) for r in runs])
-                  for where in (("clean",), attacked)]
-        rows.append([str(g.identity.get(f)) for f in fields] + [str(len(runs))] + cells +
-                    [f"{higher[0]} -> {higher[1]}"])
+        higher = [
+            _consensus([_get(r.metrics, (*where, "direction", "hard", n)) for r in runs])
+            for where in (("clean",), attacked)
+        ]
+        rows.append(
+            [str(g.identity.get(f)) for f in fields] + [str(len(runs))] + cells + [f"{higher[0]} -> {higher[1]}"]
+        )
     return header, rows
 
 
-def group_rate_rows(groups: Sequence[RunGroup], fields: Sequence[str],
-                    notion: str | None) -> tuple[list[str], list[list]]:
+def group_rate_rows(
+    groups: Sequence[RunGroup], fields: Sequence[str], notion: str | None
+) -> tuple[list[str], list[list]]:
     label = _label(groups, notion)
     rates = (("selection_rate", "Sel. rate"), ("tpr", "TPR"), ("fpr", "FPR"))
-    header = [_TITLES.get(f, f) for f in fields] + ["Group", "Test rows"] + [t for _, t in rates] + ["Acc."] + [
-        f"{t}, {label} attack" for _, t in rates]
+    header = (
+        [_TITLES.get(f, f) for f in fields]
+        + ["Group", "Test rows"]
+        + [t for _, t in rates]
+        + ["Acc."]
+        + [f"{t}, {label} attack" for _, t in rates]
+    )
     rows = []
     for g in groups:
         n = _notion(g, notion)
@@ -244,12 +281,17 @@ def group_rate_rows(groups: Sequence[RunGroup], fields: Sequence[str],
     return header, rows
 
 
-def domain_rows(groups: Sequence[RunGroup], fields: Sequence[str],
-                notion: str | None) -> tuple[list[str], list[list]]:
+def domain_rows(groups: Sequence[RunGroup], fields: Sequence[str], notion: str | None) -> tuple[list[str], list[list]]:
     label = _label(groups, notion)
     header = [_TITLES.get(f, f) for f in fields] + [
-        "Seeds", "Outside range, acc. attack", f"Outside range, {label} attack", "Fractional, acc. attack",
-        f"Fractional, {label} attack", "Most often outside, acc. attack", f"Most often outside, {label} attack"]
+        "Seeds",
+        "Outside range, acc. attack",
+        f"Outside range, {label} attack",
+        "Fractional, acc. attack",
+        f"Fractional, {label} attack",
+        "Most often outside, acc. attack",
+        f"Most often outside, {label} attack",
+    ]
     rows = []
     for g in groups:
         n = _notion(g, notion)
@@ -274,17 +316,27 @@ def _caption(groups: Sequence[RunGroup], notion: str | None, what: str) -> str:
     attack = (config.get("eval") or {}).get("attack") or {}
     boot = groups[0].runs[0].metrics.get("bootstrap") or {}
     label = _label(groups, notion)
-    budget = (f"{attack.get('norm')} eps {attack.get('eps')}, {attack.get('steps')} steps, "
-              f"domain {attack.get('domain', 'unbounded')}")
-    parts = {"gaps": f"{label} gap in percentage points on the test set: hard = decisions (p > "
-                     f"{(config.get('eval') or {}).get('threshold', 0.5)}), soft = mean P(y=1|x); mean ± std over "
-                     f"training seeds" + (f", [{100 * boot['level']:g}% bootstrap interval over test rows, "
-                                          f"{boot['resamples']} resamples, seed {boot['seed']}; ends averaged over "
-                                          f"seeds]" if boot else "") + f"; attacks: {budget}",
-             "groups": f"per-group rates of the decisions in %, clean and under the {label} fairness attack; "
-                       f"mean ± std over training seeds",
-             "domain": f"% of attacked test rows outside the feature domain (training range) or with a fractional "
-                       f"whole-number feature; mean ± std over training seeds; attacks: {budget}"}
+    budget = (
+        f"{attack.get('norm')} eps {attack.get('eps')}, {attack.get('steps')} steps, "
+        f"domain {attack.get('domain', 'unbounded')}"
+    )
+    parts = {
+        "gaps": f"{label} gap in percentage points on the test set: hard = decisions (p > "
+        f"{(config.get('eval') or {}).get('threshold', 0.5)}), soft = mean P(y=1|x); mean ± std over "
+        f"training seeds"
+        + (
+            f", [{100 * boot['level']:g}% bootstrap interval over test rows, "
+            f"{boot['resamples']} resamples, seed {boot['seed']}; ends averaged over "
+            f"seeds]"
+            if boot
+            else ""
+        )
+        + f"; attacks: {budget}",
+        "groups": f"per-group rates of the decisions in %, clean and under the {label} fairness attack; "
+        f"mean ± std over training seeds",
+        "domain": f"% of attacked test rows outside the feature domain (training range) or with a fractional "
+        f"whole-number feature; mean ± std over training seeds; attacks: {budget}",
+    }
     return parts[what]
 
 
@@ -299,8 +351,11 @@ def _split_intervals(header: list[str], rows: list[list]) -> tuple[list[str], li
         for k, r in enumerate(rows):
             c = r[i]
             if i in cols:
-                new_rows[k] += [Number(c.value, c.std, c.n), Number(getattr(c, "low", None)),
-                                Number(getattr(c, "high", None))]
+                new_rows[k] += [
+                    Number(c.value, c.std, c.n),
+                    Number(getattr(c, "low", None)),
+                    Number(getattr(c, "high", None)),
+                ]
             else:
                 new_rows[k].append(c)
     return new_header, new_rows
@@ -315,8 +370,13 @@ def _json_cell(c: Any) -> Any:
     return c
 
 
-def format_comparison(results: Iterable[RunResult], notion: str | None = None, fmt: str = "markdown",
-                      per_group: bool = True, domain: bool = False) -> str:
+def format_comparison(
+    results: Iterable[RunResult],
+    notion: str | None = None,
+    fmt: str = "markdown",
+    per_group: bool = True,
+    domain: bool = False,
+) -> str:
     """The comparison as markdown, CSV, LaTeX or JSON: the gap table and the per-group table,
     or (domain=True) the domain table."""
     if fmt not in FORMATS:
@@ -325,13 +385,25 @@ def format_comparison(results: Iterable[RunResult], notion: str | None = None, f
         check_notion(notion)
     groups = group_runs(results)
     fields = list(_ALWAYS) + _varying_fields(groups)
-    tables = [("domain", domain_rows(groups, fields, notion))] if domain else \
-        [("gaps", gap_rows(groups, fields, notion))] + (
-            [("groups", group_rate_rows(groups, fields, notion))] if per_group else [])
+    tables = (
+        [("domain", domain_rows(groups, fields, notion))]
+        if domain
+        else [("gaps", gap_rows(groups, fields, notion))]
+        + ([("groups", group_rate_rows(groups, fields, notion))] if per_group else [])
+    )
     if fmt == "json":
-        return json.dumps({name: {"caption": _caption(groups, notion, name), "header": header,
-                                  "rows": [[_json_cell(c) for c in row] for row in rows]}
-                           for name, (header, rows) in tables}, indent=2, default=str)
+        return json.dumps(
+            {
+                name: {
+                    "caption": _caption(groups, notion, name),
+                    "header": header,
+                    "rows": [[_json_cell(c) for c in row] for row in rows],
+                }
+                for name, (header, rows) in tables
+            },
+            indent=2,
+            default=str,
+        )
     parts = []
     for name, (header, rows) in tables:
         if fmt == "csv":

@@ -36,9 +36,22 @@ from robustfair.group.table import RawTable
 CONTINUOUS = ("age", "priors_count", "juv_fel_count", "juv_misd_count", "juv_other_count", "length_of_stay")
 CATEGORICAL = ("c_charge_degree", "sex", "race")
 PRIVILEGED = {"race": "Caucasian", "sex": "Male"}
-_NEEDED = ("days_b_screening_arrest", "is_recid", "c_charge_degree", "score_text", "c_jail_in",
-           "c_jail_out", "two_year_recid", "age", "priors_count", "juv_fel_count", "juv_misd_count",
-           "juv_other_count", "sex", "race")
+_NEEDED = (
+    "days_b_screening_arrest",
+    "is_recid",
+    "c_charge_degree",
+    "score_text",
+    "c_jail_in",
+    "c_jail_out",
+    "two_year_recid",
+    "age",
+    "priors_count",
+    "juv_fel_count",
+    "juv_misd_count",
+    "juv_other_count",
+    "sex",
+    "race",
+)
 DROPPED = ("days_b_screening_arrest", "is_recid", "score_text", "c_jail_in", "c_jail_out")
 
 
@@ -73,8 +86,12 @@ def _kept(row: dict[str, str]) -> bool:
     days = row["days_b_screening_arrest"]
     if days == "":
         return False  # missing counts as outside [-30, 30], as in ProPublica's R filter
-    return (-30 <= float(days) <= 30 and row["is_recid"] != "-1" and row["c_charge_degree"] != "O"
-            and row["score_text"] != "N/A")
+    return (
+        -30 <= float(days) <= 30
+        and row["is_recid"] != "-1"
+        and row["c_charge_degree"] != "O"
+        and row["score_text"] != "N/A"
+    )
 
 
 def _log_stay_days(jail_in: str, jail_out: str, path: Path) -> float:
@@ -88,8 +105,20 @@ def _log_stay_days(jail_in: str, jail_out: str, path: Path) -> float:
 def read_compas(root: Path, *, verify_checksums: bool = True) -> RawTable:
     """COMPAS after ProPublica's filtering as a RawTable (split later, seeded)."""
     rows = read_compas_file(require_file(root, "compas-scores-two-years.csv", verify_checksums))
-    return RawTable("compas", _NEEDED + ("length_of_stay",), rows, None, source=f"compas ({root})",
-                    label="two_year_recid", positive="1", label_names=("no recidivism", "recidivism"),
-                    continuous=CONTINUOUS, categorical=CATEGORICAL, integer=CONTINUOUS[:5], drop=DROPPED,
-                    privileged=PRIVILEGED, default_sensitive="race",
-                    notes=(f"ProPublica filtering kept {len(rows)} rows",))
+    return RawTable(
+        "compas",
+        _NEEDED + ("length_of_stay",),
+        rows,
+        None,
+        source=f"compas ({root})",
+        label="two_year_recid",
+        positive="1",
+        label_names=("no recidivism", "recidivism"),
+        continuous=CONTINUOUS,
+        categorical=CATEGORICAL,
+        integer=CONTINUOUS[:5],
+        drop=DROPPED,
+        privileged=PRIVILEGED,
+        default_sensitive="race",
+        notes=(f"ProPublica filtering kept {len(rows)} rows",),
+    )

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -29,8 +30,9 @@ PRESET_DIR = Path(__file__).resolve().parents[3] / "configs" / "group"
 TRAINING_NAMES = ("erm", "fair_erm", "acc_at", "fair_at", "joint")
 BUILTIN_DATASETS = ("adult", "compas")
 MISSING_VALUES = ("", "?", "NA", "N/A", "NaN", "nan")
-VERBATIM_KEYS = tuple(f"data.{k}" for k in ("name", "csv", "test_csv", "label", "positive", "sensitive",
-                                            "privileged", "root"))
+VERBATIM_KEYS = tuple(
+    f"data.{k}" for k in ("name", "csv", "test_csv", "label", "positive", "sensitive", "privileged", "root")
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,32 +46,48 @@ class DataConfig:
     label: str | None = param(None, help="label column (CSV tables; built-in datasets have theirs)")
     positive: str | None = param(None, help="label value meaning y = 1 (default for labels 0/1: 1)")
     sensitive: str | None = param(None, help="sensitive column (default: adult sex, compas race)")
-    privileged: str | None = param(None, help="value of the sensitive column meaning s = 1 (adult/compas sex: "
-                                              "Male, race: White/Caucasian)")
+    privileged: str | None = param(
+        None, help="value of the sensitive column meaning s = 1 (adult/compas sex: Male, race: White/Caucasian)"
+    )
     threshold: float | None = param(None, help="numeric sensitive column: s = 1 when its value >= threshold")
     continuous: tuple[str, ...] | None = param(None, help="continuous feature columns (CSV; default: detected)")
     categorical: tuple[str, ...] | None = param(None, help="categorical feature columns (CSV; default: detected)")
-    integer: tuple[str, ...] | None = param(None, help="continuous columns holding whole numbers, rounded by "
-                                                       "attacks (CSV; default: detected)")
+    integer: tuple[str, ...] | None = param(
+        None, help="continuous columns holding whole numbers, rounded by attacks (CSV; default: detected)"
+    )
     drop: tuple[str, ...] = param((), help="columns left out of the features (CSV tables)")
-    bounds: dict = param(default_factory=dict, help="{column: [low, high]}: declared domain of continuous "
-                                                    "columns (default: the training range)")
+    bounds: dict = param(
+        default_factory=dict,
+        help="{column: [low, high]}: declared domain of continuous columns (default: the training range)",
+    )
     missing: tuple[str, ...] = param(MISSING_VALUES, help="values marking a missing entry; rows with one are dropped")
     include_sensitive: bool = param(False, help="keep the sensitive column among the features (never attacked)")
     split_seed: int = param(0, low=0, help="seed of the stratified train/test split (fixed across training seeds)")
-    test_fraction: float = param(0.3, low=0.0, high=1.0, low_open=True, high_open=True,
-                                 help="test share of the split (not used with test_csv or Adult's official split)")
-    root: str | None = param(None, help="data directory of adult/compas (default $ROBUSTFAIR_DATA, then "
-                                        "../shared/data)")
+    test_fraction: float = param(
+        0.3,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+        help="test share of the split (not used with test_csv or Adult's official split)",
+    )
+    root: str | None = param(
+        None, help="data directory of adult/compas (default $ROBUSTFAIR_DATA, then ../shared/data)"
+    )
     download: bool = param(False, help="download missing adult/compas files from the official URLs (md5-checked)")
 
     def __post_init__(self) -> None:
         if self.privileged is not None and self.threshold is not None:
-            raise ConfigError("data.privileged and data.threshold: give one (a value of a categorical sensitive "
-                              "column, or a threshold for a numeric one), not both")
+            raise ConfigError(
+                "data.privileged and data.threshold: give one (a value of a categorical sensitive "
+                "column, or a threshold for a numeric one), not both"
+            )
         for column, pair in self.bounds.items():
-            ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            ok = (
+                isinstance(pair, (list, tuple))
+                and len(pair) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            )
             if not ok or not pair[0] <= pair[1]:
                 raise ConfigError(f"data.bounds.{column}: {pair!r} must be [low, high] with low <= high")
 
@@ -93,9 +111,12 @@ class AttackConfig:
     step_size: float = param(0.025, low=0.0, help="PGD step")
     steps: int = param(10, low=0, help="PGD iterations")
     start: str = param("uniform", choices=("zero", "uniform"), help="PGD start")
-    domain: str = param("bounded", choices=("bounded", "unbounded"),
-                        help="bounded: stay in each feature's domain (training range or data.bounds) with whole "
-                             "numbers where declared; unbounded: the eps-ball only")
+    domain: str = param(
+        "bounded",
+        choices=("bounded", "unbounded"),
+        help="bounded: stay in each feature's domain (training range or data.bounds) with whole "
+        "numbers where declared; unbounded: the eps-ball only",
+    )
     max_categorical_changes: int = param(0, low=0, help="one-hot blocks per row an attack may switch (0: none)")
     fix_signs: bool = param(False, help="fairness attack: keep the clean input's signs instead of recomputing")
 
@@ -126,8 +147,10 @@ class BootstrapConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    attack: AttackConfig = param(default_factory=lambda: AttackConfig(steps=50, step_size=0.01),
-                                 help="attack used in evaluation (accuracy and fairness)")
+    attack: AttackConfig = param(
+        default_factory=lambda: AttackConfig(steps=50, step_size=0.01),
+        help="attack used in evaluation (accuracy and fairness)",
+    )
     seed: int = param(0, low=0, help="seed of the evaluation attacks' random starts")
     threshold: float = param(0.5, low=0.0, high=1.0, help="hard decision: predict 1 when P(y = 1 | x) > threshold")
     bootstrap: BootstrapConfig = param(default_factory=BootstrapConfig, help="confidence intervals of the gaps")
@@ -157,8 +180,10 @@ def preset_path(preset_or_path: str) -> Path:
         names = preset_names()
         close = difflib.get_close_matches(preset_or_path, names, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(f"unknown group preset {preset_or_path!r}; {hint}valid group presets: "
-                               f"{', '.join(names) or '(none found in ' + str(PRESET_DIR) + ')'}")
+        raise UnknownNameError(
+            f"unknown group preset {preset_or_path!r}; {hint}valid group presets: "
+            f"{', '.join(names) or '(none found in ' + str(PRESET_DIR) + ')'}"
+        )
     return candidate
 
 

@@ -34,8 +34,10 @@ def read_csv_table(path: str | os.PathLike, delimiter: str = ",") -> tuple[tuple
                     _check_header(header, shown)
                     continue
                 if len(fields) != len(header):
-                    raise DataError(f"{shown} line {reader.line_num}: expected {len(header)} fields like the header, "
-                                    f"got {len(fields)}")
+                    raise DataError(
+                        f"{shown} line {reader.line_num}: expected {len(header)} fields like the header, "
+                        f"got {len(fields)}"
+                    )
                 rows.append({name: value.strip() for name, value in zip(header, fields)})
     except UnicodeDecodeError as err:
         raise DataError(f"{shown}: not UTF-8 text (byte {err.start}); save the table as UTF-8 CSV") from None
@@ -52,8 +54,10 @@ def read_csv_table(path: str | os.PathLike, delimiter: str = ",") -> tuple[tuple
 
 def _check_header(header: list[str], shown: str) -> None:
     if len(header) < 2:
-        raise DataError(f"{shown}: the header has {len(header)} column; a table needs a label and features "
-                        f"(is the delimiter right? data.delimiter)")
+        raise DataError(
+            f"{shown}: the header has {len(header)} column; a table needs a label and features "
+            f"(is the delimiter right? data.delimiter)"
+        )
     empty = [i + 1 for i, name in enumerate(header) if not name]
     if empty:
         raise DataError(f"{shown}: column {empty[0]} of the header has no name")

@@ -36,15 +36,18 @@ def read_raw_table(config: DataConfig) -> RawTable:
         if config.test_csv is not None:
             raise ConfigError("data.test_csv: give the training part with data.csv too")
         if config.name not in BUILTIN_DATASETS:
-            raise ConfigError(f"data.name {config.name!r} is not a built-in dataset ({', '.join(BUILTIN_DATASETS)}); "
-                              f"for your own table give its CSV file with data.csv (--csv FILE)")
+            raise ConfigError(
+                f"data.name {config.name!r} is not a built-in dataset ({', '.join(BUILTIN_DATASETS)}); "
+                f"for your own table give its CSV file with data.csv (--csv FILE)"
+            )
         folder = resolve_data_dir(config.root)
         if config.download:
             download_dataset_files(config.name, folder)
         return GROUP_DATASETS[config.name](folder)
     if config.name in BUILTIN_DATASETS:
-        raise ConfigError(f"data.name {config.name!r} is a built-in dataset; name your CSV table otherwise "
-                          f"(data.name=..., --name)")
+        raise ConfigError(
+            f"data.name {config.name!r} is a built-in dataset; name your CSV table otherwise (data.name=..., --name)"
+        )
     columns, rows = read_csv_table(config.csv, config.delimiter)
     test_rows = None
     if config.test_csv is not None:
@@ -60,9 +63,18 @@ def load_group_data_from_config(config: DataConfig, encoder: TableEncoder | None
     return build_group_data(read_raw_table(config), config, encoder)
 
 
-def load_group_data(name: str, root: str | os.PathLike | None = None, *, sensitive: str | None = None,
-                    include_sensitive: bool = False, split_seed: int = 0, test_fraction: float = 0.3,
-                    download: bool = False, verify_checksums: bool = True, **data: object) -> GroupData:
+def load_group_data(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    sensitive: str | None = None,
+    include_sensitive: bool = False,
+    split_seed: int = 0,
+    test_fraction: float = 0.3,
+    download: bool = False,
+    verify_checksums: bool = True,
+    **data: object,
+) -> GroupData:
     """Built-in dataset `name` (adult, compas) with binary sensitive attribute `sensitive`.
 
     include_sensitive: keep the sensitive attribute among the features (attacks never
@@ -71,9 +83,16 @@ def load_group_data(name: str, root: str | os.PathLike | None = None, *, sensiti
     fields (privileged, threshold, bounds) may be passed by keyword.
     """
     GROUP_DATASETS[name]  # unknown names: UnknownNameError listing the valid ones
-    config = DataConfig(name=name, root=None if root is None else os.fspath(root), sensitive=sensitive,
-                        include_sensitive=include_sensitive, split_seed=split_seed, test_fraction=test_fraction,
-                        download=download, **data)
+    config = DataConfig(
+        name=name,
+        root=None if root is None else os.fspath(root),
+        sensitive=sensitive,
+        include_sensitive=include_sensitive,
+        split_seed=split_seed,
+        test_fraction=test_fraction,
+        download=download,
+        **data,
+    )
     folder = resolve_data_dir(config.root)
     if config.download:
         download_dataset_files(name, folder)
@@ -81,5 +100,12 @@ def load_group_data(name: str, root: str | os.PathLike | None = None, *, sensiti
     return build_group_data(raw, dataclasses.replace(config, download=False))
 
 
-__all__ = ["GROUP_DATASETS", "load_group_data", "load_group_data_from_config", "read_raw_table",
-           "default_data_dir", "download_dataset_files", "GroupData"]
+__all__ = [
+    "GROUP_DATASETS",
+    "load_group_data",
+    "load_group_data_from_config",
+    "read_raw_table",
+    "default_data_dir",
+    "download_dataset_files",
+    "GroupData",
+]

@@ -46,11 +46,13 @@ class FeatureDomain:
     std: torch.Tensor
 
     @classmethod
-    def from_layout(cls, layout: FeatureLayout) -> "FeatureDomain":
+    def from_layout(cls, layout: FeatureLayout) -> FeatureDomain:
         if not layout.has_domain:
-            raise ConfigError("attack.domain=bounded needs each continuous feature's domain, which this feature "
-                              "layout lacks (build the data with robustfair.group.load_group_data); "
-                              "or set attack.domain=unbounded")
+            raise ConfigError(
+                "attack.domain=bounded needs each continuous feature's domain, which this feature "
+                "layout lacks (build the data with robustfair.group.load_group_data); "
+                "or set attack.domain=unbounded"
+            )
         d = layout.num_features
         lower = torch.full((d,), -math.inf, dtype=torch.float64)
         upper = torch.full((d,), math.inf, dtype=torch.float64)
@@ -108,7 +110,9 @@ def domain_violations(x: torch.Tensor, x_adv: torch.Tensor, layout: FeatureLayou
     shift = (x_adv[:, cols].double() - x[:, cols].double()) * domain.std[cols]
     fractional = ((shift - shift.round()).abs() > INTEGER_TOLERANCE) & domain.integer[cols]
     names = [layout.names[j] for j in cols]
-    return {"rows_out_of_range": float(outside.any(dim=1).float().mean()),
-            "rows_non_integer": float(fractional.any(dim=1).float().mean()),
-            "out_of_range_by_feature": {n: float(outside[:, k].float().mean()) for k, n in enumerate(names)},
-            "below_by_feature": {n: float(below[:, k].float().mean()) for k, n in enumerate(names)}}
+    return {
+        "rows_out_of_range": float(outside.any(dim=1).float().mean()),
+        "rows_non_integer": float(fractional.any(dim=1).float().mean()),
+        "out_of_range_by_feature": {n: float(outside[:, k].float().mean()) for k, n in enumerate(names)},
+        "below_by_feature": {n: float(below[:, k].float().mean()) for k, n in enumerate(names)},
+    }

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,9 +60,17 @@ class TableEncoder:
     protected: str | None = None
 
     @classmethod
-    def fit(cls, rows: Sequence[Mapping[str, str]], continuous: Sequence[str], categorical: Sequence[str], *,
-            integer: Sequence[str] = (), bounds: Mapping[str, Sequence[float]] | None = None,
-            protected: str | None = None, where: str = "") -> "TableEncoder":
+    def fit(
+        cls,
+        rows: Sequence[Mapping[str, str]],
+        continuous: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        integer: Sequence[str] = (),
+        bounds: Mapping[str, Sequence[float]] | None = None,
+        protected: str | None = None,
+        where: str = "",
+    ) -> TableEncoder:
         """Fit on the training rows. bounds: {column: (low, high)} declared domains (raw units)."""
         if not rows:
             raise DataError("cannot encode an empty training table")
@@ -71,8 +80,9 @@ class TableEncoder:
             values = column_numbers(rows, name, where)
             mean, std = float(values.mean()), float(values.std())
             std = std if std > 0 else 1.0  # a constant column stays constant (zero) instead of dividing by 0
-            low, high = (float(b) for b in bounds[name]) if name in bounds else (float(values.min()),
-                                                                                  float(values.max()))
+            low, high = (
+                (float(b) for b in bounds[name]) if name in bounds else (float(values.min()), float(values.max()))
+            )
             columns.append(ContinuousColumn(name, mean, std, low, high, name in integer))
         blocks = [CategoricalColumn(name, tuple(sorted({row[name] for row in rows}))) for name in categorical]
         return cls(tuple(columns), tuple(blocks), protected)
@@ -80,7 +90,8 @@ class TableEncoder:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.continuous) + tuple(
-            f"{b.name}={c}" for b in self.categorical for c in b.categories)
+            f"{b.name}={c}" for b in self.categorical for c in b.categories
+        )
 
     @property
     def num_features(self) -> int:
@@ -113,22 +124,33 @@ class TableEncoder:
             blocks.append(OneHotBlock(b.name, start, start + len(names), b.categories))
             start += len(names)
         cont = self.continuous
-        return FeatureLayout(self.names, tuple(range(len(cont))), tuple(blocks), self.protected,
-                             mean=tuple(c.mean for c in cont), std=tuple(c.std for c in cont),
-                             low=tuple(c.low for c in cont), high=tuple(c.high for c in cont),
-                             integer=tuple(c.integer for c in cont))
+        return FeatureLayout(
+            self.names,
+            tuple(range(len(cont))),
+            tuple(blocks),
+            self.protected,
+            mean=tuple(c.mean for c in cont),
+            std=tuple(c.std for c in cont),
+            low=tuple(c.low for c in cont),
+            high=tuple(c.high for c in cont),
+            integer=tuple(c.integer for c in cont),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"continuous": [dataclasses.asdict(c) for c in self.continuous],
-                "categorical": [{"name": b.name, "categories": list(b.categories)} for b in self.categorical],
-                "protected": self.protected}
+        return {
+            "continuous": [dataclasses.asdict(c) for c in self.continuous],
+            "categorical": [{"name": b.name, "categories": list(b.categories)} for b in self.categorical],
+            "protected": self.protected,
+        }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "TableEncoder":
+    def from_dict(cls, raw: Mapping[str, Any]) -> TableEncoder:
         try:
-            return cls(tuple(ContinuousColumn(**c) for c in raw["continuous"]),
-                       tuple(CategoricalColumn(b["name"], tuple(b["categories"])) for b in raw["categorical"]),
-                       raw.get("protected"))
+            return cls(
+                tuple(ContinuousColumn(**c) for c in raw["continuous"]),
+                tuple(CategoricalColumn(b["name"], tuple(b["categories"])) for b in raw["categorical"]),
+                raw.get("protected"),
+            )
         except (KeyError, TypeError) as err:
             raise DataError(f"not a saved feature encoding ({type(err).__name__}: {err})") from None
 

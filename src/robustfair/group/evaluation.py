@@ -34,9 +34,17 @@ def predict_proba(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was_training)
 
 
-def evaluate_group_model(model: nn.Module, split: TabularSplit, layout: FeatureLayout, attack: AttackConfig,
-                         seed: int = 0, *, threshold: float = 0.5, bootstrap: BootstrapConfig | None = None,
-                         group_names: tuple[str, str] = ("0", "1")) -> dict:
+def evaluate_group_model(
+    model: nn.Module,
+    split: TabularSplit,
+    layout: FeatureLayout,
+    attack: AttackConfig,
+    seed: int = 0,
+    *,
+    threshold: float = 0.5,
+    bootstrap: BootstrapConfig | None = None,
+    group_names: tuple[str, str] = ("0", "1"),
+) -> dict:
     """Metrics on `split` in three conditions.
 
     Returns {"clean": m, "accuracy_attack": m, "fairness_attack": {notion: m}} (plus
@@ -51,8 +59,9 @@ def evaluate_group_model(model: nn.Module, split: TabularSplit, layout: FeatureL
     x, y, s = split.x, split.y, split.s
     inputs = {"clean": x, "accuracy_attack": accuracy_attack(model, x, y, generator=generator, **args)}
     for notion in NOTIONS:
-        inputs[f"fairness_attack.{notion}"] = fairness_attack(model, x, y, s, notion=notion,
-                                                              fix_signs=attack.fix_signs, generator=generator, **args)
+        inputs[f"fairness_attack.{notion}"] = fairness_attack(
+            model, x, y, s, notion=notion, fix_signs=attack.fix_signs, generator=generator, **args
+        )
     probabilities = {name: predict_proba(model, x_in) for name, x_in in inputs.items()}
     metrics = {}
     for name, x_in in inputs.items():
@@ -61,15 +70,24 @@ def evaluate_group_model(model: nn.Module, split: TabularSplit, layout: FeatureL
             m["domain"] = domain_violations(x, x_in, layout)
         metrics[name] = m
     if bootstrap is not None and bootstrap.resamples > 0:
-        conditions = {name: (p.double().numpy(), (p.double() > threshold).double().numpy())
-                      for name, p in probabilities.items()}
-        intervals = bootstrap_intervals(conditions, y.numpy(), s.numpy(), resamples=bootstrap.resamples,
-                                        seed=bootstrap.seed, level=bootstrap.level)
+        conditions = {
+            name: (p.double().numpy(), (p.double() > threshold).double().numpy()) for name, p in probabilities.items()
+        }
+        intervals = bootstrap_intervals(
+            conditions, y.numpy(), s.numpy(), resamples=bootstrap.resamples, seed=bootstrap.seed, level=bootstrap.level
+        )
         for name, interval in intervals.items():
             metrics[name]["intervals"] = interval
-    result = {"clean": metrics["clean"], "accuracy_attack": metrics["accuracy_attack"],
-              "fairness_attack": {n: metrics[f"fairness_attack.{n}"] for n in NOTIONS}}
+    result = {
+        "clean": metrics["clean"],
+        "accuracy_attack": metrics["accuracy_attack"],
+        "fairness_attack": {n: metrics[f"fairness_attack.{n}"] for n in NOTIONS},
+    }
     if bootstrap is not None and bootstrap.resamples > 0:
-        result["bootstrap"] = {"resamples": bootstrap.resamples, "seed": bootstrap.seed, "level": bootstrap.level,
-                               "over": "test rows (predictions fixed)"}
+        result["bootstrap"] = {
+            "resamples": bootstrap.resamples,
+            "seed": bootstrap.seed,
+            "level": bootstrap.level,
+            "over": "test rows (predictions fixed)",
+        }
     return result

@@ -39,12 +39,17 @@ _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
 
 DATA_FILES: dict[str, DataFile] = {
     "adult.data": DataFile("adult.data", _UCI + "adult.data", "5d7c39d7b8804f071cdd1f2a7c460872"),
-    "adult.test": DataFile("adult.test", _UCI + "adult.test", "35238206dfdf7f1fe215bbb874adecdc",
-                           also_accepted=("366c746021dc50ad9d933d2817612fc9",)),  # comment line removed
+    "adult.test": DataFile(
+        "adult.test",
+        _UCI + "adult.test",
+        "35238206dfdf7f1fe215bbb874adecdc",
+        also_accepted=("366c746021dc50ad9d933d2817612fc9",),
+    ),  # comment line removed
     "compas-scores-two-years.csv": DataFile(
         "compas-scores-two-years.csv",
         "https://raw.githubusercontent.com/propublica/compas-analysis/master/compas-scores-two-years.csv",
-        "9165d40c400bba93a8cffece2b74622b"),
+        "9165d40c400bba93a8cffece2b74622b",
+    ),
 }
 
 DATASET_FILES: dict[str, tuple[str, ...]] = {
@@ -79,14 +84,17 @@ def require_file(root: Path, filename: str, verify_checksum: bool = True) -> Pat
     """
     path = root / filename
     if not path.is_file():
-        raise DataError(f"{filename} not found in {root}; pass --data-dir (or set ROBUSTFAIR_DATA) "
-                        f"to the folder holding it, or download it with --download")
+        raise DataError(
+            f"{filename} not found in {root}; pass --data-dir (or set ROBUSTFAIR_DATA) "
+            f"to the folder holding it, or download it with --download"
+        )
     if verify_checksum:
         spec = DATA_FILES[filename]
         got = md5sum(path)
         if got not in spec.accepted_md5s:
-            raise ChecksumError(f"{path}: md5 {got} does not match the published file "
-                                f"(expected one of {', '.join(spec.accepted_md5s)})")
+            raise ChecksumError(
+                f"{path}: md5 {got} does not match the published file (expected one of {', '.join(spec.accepted_md5s)})"
+            )
     return path
 
 
@@ -101,8 +109,10 @@ def download_dataset_files(dataset: str, root: str | os.PathLike | None = None) 
     try:
         from robustfair.data.download import download_file  # imported late: another subpackage
     except ImportError:
-        raise DataError("downloading needs robustfair.data.download, which this build lacks; "
-                        "place the files in the data directory by hand") from None
+        raise DataError(
+            "downloading needs robustfair.data.download, which this build lacks; "
+            "place the files in the data directory by hand"
+        ) from None
     folder = resolve_data_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     for filename in DATASET_FILES[dataset]:

@@ -31,8 +31,14 @@ import numpy as np
 import torch
 
 from robustfair.errors import ConfigError
-from robustfair.group.rates import (cell_sums, gaps_from_differences, group_rates, higher_group, rate_differences,
-                                    undefined_reasons)
+from robustfair.group.rates import (
+    cell_sums,
+    gaps_from_differences,
+    group_rates,
+    higher_group,
+    rate_differences,
+    undefined_reasons,
+)
 
 NOTIONS = ("dp", "eopp", "eodds")
 NOTION_TITLES = {"dp": "demographic parity", "eopp": "equal opportunity", "eodds": "equalized odds"}
@@ -96,8 +102,9 @@ def balanced_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return sum(recalls) / len(recalls) if recalls else float("nan")
 
 
-def group_metrics(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: float = 0.5,
-                  group_names: tuple[str, str] = ("0", "1")) -> dict:
+def group_metrics(
+    p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: float = 0.5, group_names: tuple[str, str] = ("0", "1")
+) -> dict:
     """Accuracy, per-group rates, every gap hard and soft, and each gap's direction.
 
     p: [N] probabilities (no gradient needed). Hard decisions are `p > threshold`.
@@ -118,9 +125,15 @@ def group_metrics(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: 
     rates = {kind: group_rates(cells, kind) for kind in ("hard", "soft")}
     diffs = {kind: rate_differences(rates[kind]) for kind in rates}
     gaps = {kind: gaps_from_differences(diffs[kind]) for kind in diffs}
-    groups = {str(g): {"name": group_names[g], "rows": int(cells.n[g].sum()), "positives": int(cells.n[g, 1]),
-                       **{kind: {r: _number(v[g]) for r, v in rates[kind].items()} for kind in rates}}
-              for g in (0, 1)}
+    groups = {
+        str(g): {
+            "name": group_names[g],
+            "rows": int(cells.n[g].sum()),
+            "positives": int(cells.n[g, 1]),
+            **{kind: {r: _number(v[g]) for r, v in rates[kind].items()} for kind in rates},
+        }
+        for g in (0, 1)
+    }
     hard_pred = torch.from_numpy(pred).long()
     return {
         "accuracy": accuracy(hard_pred, y),
@@ -129,8 +142,7 @@ def group_metrics(p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, threshold: 
         "groups": groups,
         "gaps": {n: _number(gaps["soft"][n]) for n in NOTIONS},
         "gaps_hard": {n: _number(gaps["hard"][n]) for n in NOTIONS},
-        "direction": {kind: higher_group({r: float(d) for r, d in diffs[kind].items()}, group_names)
-                      for kind in diffs},
+        "direction": {kind: higher_group({r: float(d) for r, d in diffs[kind].items()}, group_names) for kind in diffs},
         "undefined": undefined_reasons(cells.n, group_names),
     }
 

@@ -7,7 +7,7 @@ here is a statement about that one probability.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

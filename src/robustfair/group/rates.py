@@ -51,13 +51,14 @@ def cell_onehot(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def cell_sums(p: np.ndarray, pred: np.ndarray, y: np.ndarray, s: np.ndarray,
-              weights: np.ndarray | None = None) -> Cells:
+def cell_sums(
+    p: np.ndarray, pred: np.ndarray, y: np.ndarray, s: np.ndarray, weights: np.ndarray | None = None
+) -> Cells:
     """Cells of one set of predictions; weights [B, N] (row multiplicities) give [B, 2, 2] each."""
     onehot = cell_onehot(y, s)
     w = np.ones((1, len(y))) if weights is None else np.asarray(weights, dtype=np.float64)
     sums = w @ np.concatenate([onehot, onehot * p[:, None], onehot * pred[:, None]], axis=1)
-    n, soft, hard = (sums[:, 4 * k:4 * k + 4].reshape(-1, 2, 2) for k in range(3))
+    n, soft, hard = (sums[:, 4 * k : 4 * k + 4].reshape(-1, 2, 2) for k in range(3))
     if weights is None:
         n, soft, hard = n[0], soft[0], hard[0]
     return Cells(n, soft, hard)
@@ -72,8 +73,11 @@ def group_rates(cells: Cells, kind: str) -> dict[str, np.ndarray]:
     """{"selection_rate", "tpr", "fpr"[, "accuracy" for hard]}: each [..., 2] indexed by group s."""
     pos = cells.hard if kind == "hard" else cells.soft
     n = cells.n
-    out = {"selection_rate": _ratio(pos.sum(-1), n.sum(-1)), "tpr": _ratio(pos[..., 1], n[..., 1]),
-           "fpr": _ratio(pos[..., 0], n[..., 0])}
+    out = {
+        "selection_rate": _ratio(pos.sum(-1), n.sum(-1)),
+        "tpr": _ratio(pos[..., 1], n[..., 1]),
+        "fpr": _ratio(pos[..., 0], n[..., 0]),
+    }
     if kind == "hard":
         out["accuracy"] = _ratio(pos[..., 1] + n[..., 0] - pos[..., 0], n.sum(-1))
     return out
@@ -96,14 +100,17 @@ def oriented_gaps(diff: dict[str, np.ndarray], signs: dict[str, float]) -> dict[
     (possibly negative) where it does not; a 0 sign falls back to |d|. The bootstrap uses
     it so that the interval does not inherit |.|'s upward bias (see bootstrap.py).
     """
+
     def part(r: str) -> np.ndarray:
         return np.abs(diff[r]) if signs[r] == 0 else signs[r] * diff[r]
+
     return {notion: sum(part(r) for r in rates) for notion, rates in NOTION_RATES.items()}
 
 
 def higher_group(diff: dict[str, float], group_names: tuple[str, str]) -> dict[str, str | None]:
     """Per notion: the name of the group with the higher rate, "none" (equal rates), "mixed"
     (EOdds strata disagree) or None (undefined)."""
+
     def sign(r: str) -> float | None:
         d = diff[r]
         return None if np.isnan(d) else float(np.sign(d))

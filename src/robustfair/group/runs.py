@@ -46,8 +46,16 @@ _REPOSITORY = Path(__file__).resolve().parents[3]
 def code_version() -> dict[str, str | None]:
     """The package version and, when run from a git checkout, its commit."""
     try:
-        commit = subprocess.run(["git", "-C", str(_REPOSITORY), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(_REPOSITORY), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"robustfair": robustfair.__version__, "git_commit": commit}
@@ -74,12 +82,21 @@ def save_run(path: Path, config: GroupConfig, data: GroupData, model: nn.Module,
     """Write config.yaml, model.safetensors, features.json and results.json into `path`."""
     atomic_write_text(path / "config.yaml", config_to_yaml(config))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path / "model.safetensors", save(state, metadata={
-        "model": config.model.name, "in_features": str(data.layout.num_features)}))
-    write_json(path / "features.json", {
-        "encoder": None if data.encoder is None else data.encoder.to_dict(), "layout": data.layout.to_dict(),
-        "standardisation": data.standardisation, "group_names": list(data.group_names),
-        "label_names": list(data.label_names), "fingerprint": dict(data.fingerprint)})
+    atomic_write_bytes(
+        path / "model.safetensors",
+        save(state, metadata={"model": config.model.name, "in_features": str(data.layout.num_features)}),
+    )
+    write_json(
+        path / "features.json",
+        {
+            "encoder": None if data.encoder is None else data.encoder.to_dict(),
+            "layout": data.layout.to_dict(),
+            "standardisation": data.standardisation,
+            "group_names": list(data.group_names),
+            "label_names": list(data.label_names),
+            "fingerprint": dict(data.fingerprint),
+        },
+    )
     write_json(path / "results.json", results)
 
 
@@ -108,15 +125,19 @@ def load_run_data(path: Path, config: GroupConfig) -> GroupData:
     data = load_group_data_from_config(config.data, encoder)
     before = (saved.get("fingerprint") or {}).get("test")
     if before is not None and before != data.fingerprint.get("test"):
-        raise DataError(f"{str(path)!r}: the test rows rebuilt from its config.data ({config.data.name!r}) differ from "
-                        f"the ones it was trained and evaluated with (the data file changed, or the run was built "
-                        f"from a table its config.data does not describe)")
+        raise DataError(
+            f"{str(path)!r}: the test rows rebuilt from its config.data ({config.data.name!r}) differ from "
+            f"the ones it was trained and evaluated with (the data file changed, or the run was built "
+            f"from a table its config.data does not describe)"
+        )
     names = (saved.get("layout") or {}).get("names")
     if names is not None and list(names) != list(data.layout.names):
-        raise CheckpointError(f"{str(path)!r}: the features rebuilt from its config.data ({config.data.name!r}) differ "
-                              f"from the ones the model was trained on ({len(names)} saved, "
-                              f"{data.layout.num_features} now); a run trained on your own table needs it described "
-                              f"in config.data (csv, label, positive, sensitive)")
+        raise CheckpointError(
+            f"{str(path)!r}: the features rebuilt from its config.data ({config.data.name!r}) differ "
+            f"from the ones the model was trained on ({len(names)} saved, "
+            f"{data.layout.num_features} now); a run trained on your own table needs it described "
+            f"in config.data (csv, label, positive, sensitive)"
+        )
     return data
 
 
@@ -133,7 +154,8 @@ def load_run_model(path: Path, config: GroupConfig, data: GroupData) -> nn.Modul
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{str(weights)!r}: does not fit the configured model "
-                              f"({str(err).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{str(weights)!r}: does not fit the configured model ({str(err).splitlines()[0]})"
+        ) from None
     model.eval()
     return model

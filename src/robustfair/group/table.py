@@ -27,7 +27,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -84,8 +84,9 @@ def build_group_data(raw: RawTable, config: DataConfig, encoder: TableEncoder | 
     if sensitive == label:
         raise ConfigError(f"data.sensitive: {sensitive!r} is the label column; choose another column")
     roles = _declared_roles(raw, config)
-    features = [c for c in raw.columns if c not in {label, *roles["drop"]} and
-                (c != sensitive or config.include_sensitive)]
+    features = [
+        c for c in raw.columns if c not in {label, *roles["drop"]} and (c != sensitive or config.include_sensitive)
+    ]
     used = [label, sensitive] + [c for c in features if c != sensitive]
     missing = set(config.missing)
     train_rows, dropped_train = _complete_rows(raw.train_rows, used, missing)
@@ -102,8 +103,10 @@ def build_group_data(raw: RawTable, config: DataConfig, encoder: TableEncoder | 
         test_rows = [train_rows[i] for i in test_idx]
         train_rows = [train_rows[i] for i in train_idx]
         y_train, s_train = y_train[train_idx], s_train[train_idx]
-        split_note = (f"seeded split stratified by (label, group): {len(train_rows)} train / {len(test_rows)} test "
-                      f"(split_seed={config.split_seed}, test_fraction={config.test_fraction})")
+        split_note = (
+            f"seeded split stratified by (label, group): {len(train_rows)} train / {len(test_rows)} test "
+            f"(split_seed={config.split_seed}, test_fraction={config.test_fraction})"
+        )
     else:
         split_note = f"given test part: {len(train_rows)} train / {len(test_rows)} test"
     if not test_rows:
@@ -112,14 +115,23 @@ def build_group_data(raw: RawTable, config: DataConfig, encoder: TableEncoder | 
     for part, s in (("training", s_train), ("test", s_test)):
         for g in (0, 1):
             if not (s == g).any():
-                raise DataError(f"sensitive column {sensitive!r}: the {part} part has no row of group "
-                                f"{group_names[g]!r} (s={g}); both groups are needed")
+                raise DataError(
+                    f"sensitive column {sensitive!r}: the {part} part has no row of group "
+                    f"{group_names[g]!r} (s={g}); both groups are needed"
+                )
 
     continuous, categorical, integer = _feature_roles(features, roles, train_rows)
     protected = sensitive if config.include_sensitive else None
     if encoder is None:
-        encoder = TableEncoder.fit(train_rows, continuous, categorical, integer=integer, bounds=config.bounds,
-                                   protected=protected, where="the training part")
+        encoder = TableEncoder.fit(
+            train_rows,
+            continuous,
+            categorical,
+            integer=integer,
+            bounds=config.bounds,
+            protected=protected,
+            where="the training part",
+        )
     x_train = encoder.encode(train_rows, "the training part")
     x_test = encoder.encode(test_rows, "the test part")
     notes = list(raw.notes)
@@ -128,15 +140,28 @@ def build_group_data(raw: RawTable, config: DataConfig, encoder: TableEncoder | 
     notes.append(split_note)
     notes.extend(_bounds_notes(encoder, config, train_rows))
     binarised = {"privileged": privileged} if threshold is None else {"threshold": threshold}
-    info = {"label": label, "positive": positive, **binarised,
-            "columns": {"continuous": list(continuous), "categorical": list(categorical), "integer": list(integer)}}
+    info = {
+        "label": label,
+        "positive": positive,
+        **binarised,
+        "columns": {"continuous": list(continuous), "categorical": list(categorical), "integer": list(integer)},
+    }
     fingerprint = {"train": _fingerprint(train_rows, used), "test": _fingerprint(test_rows, used)}
     label_names = raw.label_names or (f"not {positive}", positive)
-    return GroupData(raw.name, sensitive,
-                     TabularSplit(x_train, torch.from_numpy(y_train), torch.from_numpy(s_train)),
-                     TabularSplit(x_test, torch.from_numpy(y_test), torch.from_numpy(s_test)),
-                     encoder.layout(), group_names, label_names, encoder.standardisation, tuple(notes),
-                     encoder, fingerprint, info)
+    return GroupData(
+        raw.name,
+        sensitive,
+        TabularSplit(x_train, torch.from_numpy(y_train), torch.from_numpy(s_train)),
+        TabularSplit(x_test, torch.from_numpy(y_test), torch.from_numpy(s_test)),
+        encoder.layout(),
+        group_names,
+        label_names,
+        encoder.standardisation,
+        tuple(notes),
+        encoder,
+        fingerprint,
+        info,
+    )
 
 
 def _suggest(name: str, choices: Sequence[str]) -> str:
@@ -148,21 +173,31 @@ def _require_columns(raw: RawTable, names: Sequence[str], what: str) -> None:
     for name in names:
         if name not in raw.columns:
             shown = ", ".join(raw.columns[:40]) + (", ..." if len(raw.columns) > 40 else "")
-            raise DataError(f"{what} {name!r} is not in {raw.source or raw.name}; {_suggest(name, raw.columns)}"
-                            f"columns: {shown}")
+            raise DataError(
+                f"{what} {name!r} is not in {raw.source or raw.name}; {_suggest(name, raw.columns)}columns: {shown}"
+            )
 
 
 def _declared_roles(raw: RawTable, config: DataConfig) -> dict[str, tuple[str, ...] | None]:
     """{"continuous", "categorical", "integer": named columns or None (detect), "drop": columns}."""
-    declared = {"continuous": config.continuous, "categorical": config.categorical, "integer": config.integer,
-                "drop": config.drop}
+    declared = {
+        "continuous": config.continuous,
+        "categorical": config.categorical,
+        "integer": config.integer,
+        "drop": config.drop,
+    }
     if raw.continuous is not None:  # a built-in dataset: its roles are part of its documented preprocessing
         named = [f"data.{k}" for k, v in declared.items() if v]
         if named:
-            raise ConfigError(f"{named[0]}: the columns of {raw.name} are fixed by its preprocessing; "
-                              f"column roles are for CSV tables")
-        declared = {"continuous": raw.continuous, "categorical": raw.categorical, "integer": raw.integer,
-                    "drop": raw.drop}
+            raise ConfigError(
+                f"{named[0]}: the columns of {raw.name} are fixed by its preprocessing; column roles are for CSV tables"
+            )
+        declared = {
+            "continuous": raw.continuous,
+            "categorical": raw.categorical,
+            "integer": raw.integer,
+            "drop": raw.drop,
+        }
     for key, names in declared.items():
         _require_columns(raw, names or (), f"data.{key} column")
     both = set(declared["continuous"] or ()) & set(declared["categorical"] or ())
@@ -183,22 +218,28 @@ def _complete_rows(rows: Rows, used: Sequence[str], missing: set[str]) -> tuple[
 def _positive_value(raw: RawTable, config: DataConfig, label: str, rows: Rows) -> str:
     values = sorted({row[label] for row in rows})
     if len(values) < 2:
-        raise DataError(f"label column {label!r} has one value ({values[0]!r}) in {raw.source or raw.name}; "
-                        f"a classifier needs two")
+        raise DataError(
+            f"label column {label!r} has one value ({values[0]!r}) in {raw.source or raw.name}; a classifier needs two"
+        )
     positive = raw.positive or config.positive
     if positive is None:
         if set(values) == {"0", "1"}:
             return "1"
-        raise ConfigError(f"data.positive: say which value of label column {label!r} means y = 1 (--positive VALUE); "
-                          f"its values: {', '.join(repr(v) for v in values[:20])}")
+        raise ConfigError(
+            f"data.positive: say which value of label column {label!r} means y = 1 (--positive VALUE); "
+            f"its values: {', '.join(repr(v) for v in values[:20])}"
+        )
     if positive not in values:
-        raise DataError(f"data.positive {positive!r} does not occur in label column {label!r}; "
-                        f"{_suggest(positive, values)}its values: {', '.join(repr(v) for v in values[:20])}")
+        raise DataError(
+            f"data.positive {positive!r} does not occur in label column {label!r}; "
+            f"{_suggest(positive, values)}its values: {', '.join(repr(v) for v in values[:20])}"
+        )
     return positive
 
 
-def _binarisation(raw: RawTable, config: DataConfig, sensitive: str,
-                  rows: Rows) -> tuple[str | None, float | None, tuple[str, str]]:
+def _binarisation(
+    raw: RawTable, config: DataConfig, sensitive: str, rows: Rows
+) -> tuple[str | None, float | None, tuple[str, str]]:
     """(privileged value or None, threshold or None, group names (s=0, s=1))."""
     if config.threshold is not None:
         bad = next((row[sensitive] for row in rows if parse_number(row[sensitive]) is None), None)
@@ -210,13 +251,20 @@ def _binarisation(raw: RawTable, config: DataConfig, sensitive: str,
     privileged = config.privileged or raw.privileged.get(sensitive)
     if privileged is None:
         numeric = all(parse_number(v) is not None for v in values)
-        how = "data.threshold=NUMBER (--threshold)" if numeric and len(values) > 2 else \
-            "data.privileged=VALUE (--privileged)"
-        raise ConfigError(f"data.sensitive {sensitive!r}: say which group is s = 1 with {how}; "
-                          f"its values: {', '.join(repr(v) for v in values[:20])}")
+        how = (
+            "data.threshold=NUMBER (--threshold)"
+            if numeric and len(values) > 2
+            else "data.privileged=VALUE (--privileged)"
+        )
+        raise ConfigError(
+            f"data.sensitive {sensitive!r}: say which group is s = 1 with {how}; "
+            f"its values: {', '.join(repr(v) for v in values[:20])}"
+        )
     if privileged not in values:
-        raise DataError(f"data.privileged {privileged!r} does not occur in sensitive column {sensitive!r}; "
-                        f"{_suggest(privileged, values)}its values: {', '.join(repr(v) for v in values[:20])}")
+        raise DataError(
+            f"data.privileged {privileged!r} does not occur in sensitive column {sensitive!r}; "
+            f"{_suggest(privileged, values)}its values: {', '.join(repr(v) for v in values[:20])}"
+        )
     if len(values) < 2:
         raise DataError(f"sensitive column {sensitive!r} has one value ({values[0]!r}); both groups are needed")
     others = [v for v in values if v != privileged]
@@ -236,11 +284,15 @@ def _groups(rows: Rows, sensitive: str, privileged: str | None, threshold: float
     return (values >= threshold).astype(np.int64)
 
 
-def _feature_roles(features: Sequence[str], roles: Mapping[str, tuple[str, ...] | None],
-                   train_rows: Rows) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def _feature_roles(
+    features: Sequence[str], roles: Mapping[str, tuple[str, ...] | None], train_rows: Rows
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     named_cont, named_cat = set(roles["continuous"] or ()), set(roles["categorical"] or ())
-    fixed = roles["continuous"] is not None and roles["categorical"] is not None and not (
-        set(features) - named_cont - named_cat)
+    fixed = (
+        roles["continuous"] is not None
+        and roles["categorical"] is not None
+        and not (set(features) - named_cont - named_cat)
+    )
     continuous, categorical = [], []
     for c in features:
         if c in named_cont:
@@ -259,8 +311,9 @@ def _feature_roles(features: Sequence[str], roles: Mapping[str, tuple[str, ...] 
             raise ConfigError(f"data.integer: {wrong[0]!r} is not a continuous feature column")
         integer = tuple(c for c in roles["integer"] if c in continuous)  # the sensitive column may be left out
     else:
-        integer = tuple(c for c in continuous if all(float(parse_number(row[c]) or 0.0).is_integer()
-                                                     for row in train_rows))
+        integer = tuple(
+            c for c in continuous if all(float(parse_number(row[c]) or 0.0).is_integer() for row in train_rows)
+        )
     return tuple(continuous), tuple(categorical), integer
 
 
@@ -270,8 +323,10 @@ def _bounds_notes(encoder: TableEncoder, config: DataConfig, train_rows: Rows) -
         if column.name in config.bounds:
             values = [parse_number(row[column.name]) for row in train_rows]
             if min(values) < column.low or max(values) > column.high:
-                notes.append(f"data.bounds.{column.name} [{column.low:g}, {column.high:g}] excludes training values "
-                             f"(range [{min(values):g}, {max(values):g}]); attacks never push a value further out")
+                notes.append(
+                    f"data.bounds.{column.name} [{column.low:g}, {column.high:g}] excludes training values "
+                    f"(range [{min(values):g}, {max(values):g}]); attacks never push a value further out"
+                )
     return notes
 
 

@@ -16,7 +16,8 @@ allowed to and stay in the data's domain (`robustfair.group.domain`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,20 +121,37 @@ class GroupData:
 
     def summary(self) -> dict:
         """Sizes, group/label counts, provenance and fingerprint, for logs and results files."""
+
         def counts(split: TabularSplit) -> dict:
-            return {"rows": len(split), "positive_rate": float(split.y.float().mean()) if len(split) else None,
-                    **{f"s={g} ({self.group_names[g]})": int((split.s == g).sum()) for g in (0, 1)}}
-        return {"dataset": self.name, "sensitive": self.sensitive, "group_names": list(self.group_names),
-                "label_names": list(self.label_names), "features": self.layout.num_features,
-                "continuous": len(self.layout.continuous), "train": counts(self.train),
-                "test": counts(self.test), "fingerprint": dict(self.fingerprint), **self.info,
-                "notes": list(self.notes)}
+            return {
+                "rows": len(split),
+                "positive_rate": float(split.y.float().mean()) if len(split) else None,
+                **{f"s={g} ({self.group_names[g]})": int((split.s == g).sum()) for g in (0, 1)},
+            }
+
+        return {
+            "dataset": self.name,
+            "sensitive": self.sensitive,
+            "group_names": list(self.group_names),
+            "label_names": list(self.label_names),
+            "features": self.layout.num_features,
+            "continuous": len(self.layout.continuous),
+            "train": counts(self.train),
+            "test": counts(self.test),
+            "fingerprint": dict(self.fingerprint),
+            **self.info,
+            "notes": list(self.notes),
+        }
 
 
-def encode_tables(train_rows: Sequence[Mapping[str, str]], test_rows: Sequence[Mapping[str, str]],
-                  continuous: Sequence[str], categorical: Sequence[str],
-                  protected_block: str | None = None, integer: Sequence[str] = (),
-                  ) -> tuple[torch.Tensor, torch.Tensor, FeatureLayout, dict[str, tuple[float, float]]]:
+def encode_tables(
+    train_rows: Sequence[Mapping[str, str]],
+    test_rows: Sequence[Mapping[str, str]],
+    continuous: Sequence[str],
+    categorical: Sequence[str],
+    protected_block: str | None = None,
+    integer: Sequence[str] = (),
+) -> tuple[torch.Tensor, torch.Tensor, FeatureLayout, dict[str, tuple[float, float]]]:
     """Encode raw string rows into float32 matrices [N_train, D] and [N_test, D].
 
     Statistics (means, stds, ranges, category lists) come from `train_rows` only. Raises

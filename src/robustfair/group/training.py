@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,11 +60,17 @@ TrainingLoss = Callable[[nn.Module, Batch, TrainingContext], tuple[torch.Tensor,
 def attack_arguments(attack: AttackConfig, layout: FeatureLayout) -> dict:
     """Keyword arguments shared by `accuracy_attack` and `fairness_attack` for this budget
     (with `attack.domain: bounded`, the layout's feature domain)."""
-    return {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps, "norm": attack.norm,
-            "start": attack.start, "continuous_mask": layout.continuous_mask(),
-            "blocks": layout.perturbable_blocks() if attack.max_categorical_changes else (),
-            "max_categorical_changes": attack.max_categorical_changes,
-            "domain": FeatureDomain.from_layout(layout) if attack.domain == "bounded" else None}
+    return {
+        "eps": attack.eps,
+        "step_size": attack.step_size,
+        "steps": attack.steps,
+        "norm": attack.norm,
+        "start": attack.start,
+        "continuous_mask": layout.continuous_mask(),
+        "blocks": layout.perturbable_blocks() if attack.max_categorical_changes else (),
+        "max_categorical_changes": attack.max_categorical_changes,
+        "domain": FeatureDomain.from_layout(layout) if attack.domain == "bounded" else None,
+    }
 
 
 def _bce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -80,8 +86,16 @@ def _x_acc(model: nn.Module, batch: Batch, ctx: TrainingContext) -> torch.Tensor
 
 
 def _x_fair(model: nn.Module, batch: Batch, ctx: TrainingContext) -> torch.Tensor:
-    return fairness_attack(model, batch.x, batch.y, batch.s, notion=ctx.config.notion,
-                           fix_signs=ctx.config.attack.fix_signs, generator=ctx.generator, **ctx.attack_args)
+    return fairness_attack(
+        model,
+        batch.x,
+        batch.y,
+        batch.s,
+        notion=ctx.config.notion,
+        fix_signs=ctx.config.attack.fix_signs,
+        generator=ctx.generator,
+        **ctx.attack_args,
+    )
 
 
 def _combine(ce: torch.Tensor, gap: torch.Tensor | None, lam: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -118,9 +132,16 @@ def joint_loss(model: nn.Module, batch: Batch, ctx: TrainingContext) -> tuple[to
     return _combine(_bce(model, x_acc, batch.y), _gap(model, x_fair, batch, ctx.config.notion), ctx.config.lam)
 
 
-TRAININGS: Registry[TrainingLoss] = Registry("group training", {
-    "erm": erm_loss, "fair_erm": fair_erm_loss, "acc_at": acc_at_loss, "fair_at": fair_at_loss, "joint": joint_loss,
-})
+TRAININGS: Registry[TrainingLoss] = Registry(
+    "group training",
+    {
+        "erm": erm_loss,
+        "fair_erm": fair_erm_loss,
+        "acc_at": acc_at_loss,
+        "fair_at": fair_at_loss,
+        "joint": joint_loss,
+    },
+)
 
 
 @dataclasses.dataclass
@@ -133,12 +154,12 @@ class TrainingResult:
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def train_group_model(data: GroupData, model_config: ModelConfig, config: TrainConfig,
-                      log: Callable[[dict], None] | None = None) -> TrainingResult:
+def train_group_model(
+    data: GroupData, model_config: ModelConfig, config: TrainConfig, log: Callable[[dict], None] | None = None
+) -> TrainingResult:
     """Train a fresh model on `data.train` with `config.method`; returns it in eval mode.
 
     history: one dict per epoch with the mean loss, ce and (where used) gap over its steps.
@@ -161,7 +182,7 @@ def train_group_model(data: GroupData, model_config: ModelConfig, config: TrainC
         sums: dict[str, float] = {}
         steps = 0
         for step, first in enumerate(range(0, n, batch_size), start=1):
-            idx = order[first:first + batch_size]
+            idx = order[first : first + batch_size]
             loss, logs = loss_fn(model, Batch(x[idx], y[idx], s[idx]), ctx)
             if not math.isfinite(loss.item()):
                 raise TrainingDivergedError(f"{config.method}: loss is {loss.item()} at epoch {epoch}, step {step}")

@@ -37,11 +37,19 @@ def bat_needs(source: str, target: str) -> tuple[bool, bool]:
     return boundary, fixed
 
 
-def bat_loss_terms(logits_clean: torch.Tensor, logits_lc: torch.Tensor | None,
-                   logits_fa: torch.Tensor | None, y: torch.Tensor, *, beta: float = 6.0,
-                   alpha: float = 1.0, direction: str = "code", source: str = "boundary",
-                   target: str = "both",
-                   logits_adv: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def bat_loss_terms(
+    logits_clean: torch.Tensor,
+    logits_lc: torch.Tensor | None,
+    logits_fa: torch.Tensor | None,
+    y: torch.Tensor,
+    *,
+    beta: float = 6.0,
+    alpha: float = 1.0,
+    direction: str = "code",
+    source: str = "boundary",
+    target: str = "both",
+    logits_adv: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Unreduced BAT terms, each of shape [B].
 
     logits_clean: f(x) [B, C] (not detached: gradients flow through p(x), as in TRADES).
@@ -64,8 +72,9 @@ def bat_loss_terms(logits_clean: torch.Tensor, logits_lc: torch.Tensor | None,
     if needs_fixed and logits_adv is None:
         raise ValueError("bat_loss_terms: a 'fixed_step' term needs logits_adv")
     if logits_clean.ndim != 2 or y.shape != logits_clean.shape[:1]:
-        raise ValueError(f"bat_loss_terms: expected logits [B, C] and y [B], got "
-                         f"{tuple(logits_clean.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"bat_loss_terms: expected logits [B, C] and y [B], got {tuple(logits_clean.shape)} and {tuple(y.shape)}"
+        )
 
     if source == "boundary":
         ce = cross_entropy(logits_lc, y)

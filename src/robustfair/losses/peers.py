@@ -91,8 +91,10 @@ def hedge_weights(cumulative_cost: torch.Tensor, eta: float, num_classes: int) -
     to C, so uniform costs give C / (C + 1) each). Computed as a softmax for stability.
     """
     if cumulative_cost.dim() != 1 or cumulative_cost.shape[0] != num_classes + 1:
-        raise ConfigError(f"hedge_weights: cumulative_cost must have shape [{num_classes + 1}] "
-                          f"(C classes + the mean loss), got {tuple(cumulative_cost.shape)}")
+        raise ConfigError(
+            f"hedge_weights: cumulative_cost must have shape [{num_classes + 1}] "
+            f"(C classes + the mean loss), got {tuple(cumulative_cost.shape)}"
+        )
     return num_classes * torch.softmax(eta * cumulative_cost.double(), dim=0).to(cumulative_cost.dtype)
 
 
@@ -131,8 +133,9 @@ def dafa_class_weights(similarity: torch.Tensor, lam: float, rule: str = "code")
     return 1.0 + lam * terms.sum(dim=1)
 
 
-def faal_class_weights(scores: torch.Tensor, radius: float, present: torch.Tensor | None = None,
-                       iterations: int = 60) -> torch.Tensor:
+def faal_class_weights(
+    scores: torch.Tensor, radius: float, present: torch.Tensor | None = None, iterations: int = 60
+) -> torch.Tensor:
     """FAAL's worst-case class distribution: argmax_p sum_c p_c m_c s.t. KL(U || p) <= r.
 
     scores: [C], m_c (e.g. class c's mean adversarial margin or loss in the batch);

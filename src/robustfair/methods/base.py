@@ -12,8 +12,9 @@ Shapes: x is [B, C, H, W] (or [B, D]) float in [0, 1]; y is [B] int64.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn

@@ -66,12 +66,21 @@ class BoundaryExamples:
     flip_step: torch.Tensor
 
 
-def boundary_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.031,
-                      step_size: float = 0.007, steps: int = 10, tau: int = 1,
-                      start_scale: float = 0.001, shared_trajectory: bool = False,
-                      start: str | torch.Tensor = "normal",
-                      generator: torch.Generator | None = None,
-                      check_final: bool = True) -> BoundaryExamples:
+def boundary_examples(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 0.031,
+    step_size: float = 0.007,
+    steps: int = 10,
+    tau: int = 1,
+    start_scale: float = 0.001,
+    shared_trajectory: bool = False,
+    start: str | torch.Tensor = "normal",
+    generator: torch.Generator | None = None,
+    check_final: bool = True,
+) -> BoundaryExamples:
     """BAT's last clean and first adversarial examples of a batch (model put in eval mode).
 
     shared_trajectory=False (official): two early-stopped KL-PGD runs, each from its own
@@ -85,8 +94,16 @@ def boundary_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps
     """
     with crafting_mode(model), torch.no_grad():  # one clean forward serves both trajectories
         logits_clean = model(x.detach()).float()
-    common = dict(eps=eps, step_size=step_size, steps=steps, loss="kl", start=start,
-                  start_scale=start_scale, generator=generator, logits_clean=logits_clean)
+    common = dict(
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        loss="kl",
+        start=start,
+        start_scale=start_scale,
+        generator=generator,
+        logits_clean=logits_clean,
+    )
     if shared_trajectory:
         both = early_stopped_pgd(model, x, y, tau=tau, mode="both", check_final=check_final, **common)
         return BoundaryExamples(both.last_clean, both.first_adv, both.flip_step)
@@ -105,12 +122,13 @@ class BATConfig(MethodConfig):
     alpha: float = param(1.0, low=0.0, help="weight of the uniform (target-class) term")
     tau: int = param(1, low=0, help="FAT counter of the first adversarial example")
     start_scale: float = param(0.001, low=0.0, help="std of the Gaussian start of the attacks")
-    uniform_direction: str = param("code", choices=("code", "paper"),
-                                   help="uniform term KL(p || U) (code) or KL(U || p) (paper)")
-    source_term: str = param("boundary", choices=SOURCE_TERMS,
-                             help="CE on x_lc + KL to x_fa (boundary), or CE on x + KL to fixed-step x_adv")
-    target_term: str = param("both", choices=TARGET_TERMS,
-                             help="inputs given the uniform term (Table 2 rows 1-5)")
+    uniform_direction: str = param(
+        "code", choices=("code", "paper"), help="uniform term KL(p || U) (code) or KL(U || p) (paper)"
+    )
+    source_term: str = param(
+        "boundary", choices=SOURCE_TERMS, help="CE on x_lc + KL to x_fa (boundary), or CE on x + KL to fixed-step x_adv"
+    )
+    target_term: str = param("both", choices=TARGET_TERMS, help="inputs given the uniform term (Table 2 rows 1-5)")
     shared_trajectory: bool = param(False, help="read x_lc and x_fa off one trajectory (faster)")
 
 
@@ -130,22 +148,48 @@ class BAT(TrainingMethod):
         logs: dict[str, torch.Tensor] = {}
         examples = x_adv = None
         if needs_boundary:
-            examples = boundary_examples(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size,
-                                         steps=c.steps, tau=c.tau, start_scale=c.start_scale,
-                                         shared_trajectory=c.shared_trajectory, check_final=False)
+            examples = boundary_examples(
+                crafting_model(model),
+                x,
+                y,
+                eps=c.eps,
+                step_size=c.step_size,
+                steps=c.steps,
+                tau=c.tau,
+                start_scale=c.start_scale,
+                shared_trajectory=c.shared_trajectory,
+                check_final=False,
+            )
             flipped = (examples.flip_step >= 0) & (examples.flip_step < c.steps)
             logs["flip_rate"] = flipped.float().mean()
         if needs_fixed:
             # BAT's code clamps its 0.001-scale starts to [0, 1]; the fixed-step ablation does too
-            x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                                       start_scale=c.start_scale, clamp_start=True)
+            x_adv = trades_adversarial(
+                model,
+                x,
+                y,
+                eps=c.eps,
+                step_size=c.step_size,
+                steps=c.steps,
+                start_scale=c.start_scale,
+                clamp_start=True,
+            )
 
         logits_lc = model(examples.last_clean) if examples is not None else None
         logits_fa = model(examples.first_adv) if examples is not None else None
         logits_clean = model(x)
         logits_adv = model(x_adv) if x_adv is not None else None
-        terms = bat_loss_terms(logits_clean, logits_lc, logits_fa, y, beta=c.beta, alpha=c.alpha,
-                               direction=c.uniform_direction, source=c.source_term,
-                               target=c.target_term, logits_adv=logits_adv)
+        terms = bat_loss_terms(
+            logits_clean,
+            logits_lc,
+            logits_fa,
+            y,
+            beta=c.beta,
+            alpha=c.alpha,
+            direction=c.uniform_direction,
+            source=c.source_term,
+            target=c.target_term,
+            logits_adv=logits_adv,
+        )
         logs.update({k: terms[k].detach().mean() for k in ("ce", "kl", "uniform")})
         return MethodOutput(terms["total"].mean(), logs)

@@ -53,8 +53,9 @@ float rounding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,9 +65,9 @@ from robustfair.attacks import crafting_mode, pgd
 from robustfair.errors import ConfigError
 from robustfair.losses import cross_entropy
 from robustfair.losses.peers import cfa_class_beta, cfa_class_eps_scale
+from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.methods.tally import ClassAccuracyTally
 from robustfair.methods.trades import FORWARD_ORDERS, trades_adversarial, trades_terms
-from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
 from robustfair.typed_config import param
 
 
@@ -81,18 +82,24 @@ class CFAConfig(MethodConfig):
     begin_epoch: int = param(11, low=1, help="first epoch (counted from 1) using the calibration")
     fawa: bool = param(True, help="keep the fairness-aware weight average")
     fawa_decay: float = param(0.88, low=0.0, high=1.0, help="EMA decay of the weight average")
-    fawa_threshold: float = param(0.2, low=0.0, high=1.0,
-                                  help="validation worst-class robust accuracy needed to update the average")
+    fawa_threshold: float = param(
+        0.2, low=0.0, high=1.0, help="validation worst-class robust accuracy needed to update the average"
+    )
     fawa_attack: str = param("pgd10", help="attack preset for the FAWA validation check")
-    at_crafting: str = param("train", choices=("train", "eval"),
-                             help="BatchNorm mode of the `at` base's attack: train (the code) or eval")
-    forward_order: str = param("clean_adv_clean", choices=FORWARD_ORDERS,
-                               help="train-mode forwards of the TRADES base: clean_adv_clean = the code's")
+    at_crafting: str = param(
+        "train", choices=("train", "eval"), help="BatchNorm mode of the `at` base's attack: train (the code) or eval"
+    )
+    forward_order: str = param(
+        "clean_adv_clean",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards of the TRADES base: clean_adv_clean = the code's",
+    )
     log_clean_forward: bool = param(True, help="replay the code's post-step train-mode f(x) (BatchNorm statistics)")
 
 
-def fawa_update(average: dict[str, torch.Tensor] | None, state: Mapping[str, torch.Tensor],
-                decay: float) -> dict[str, torch.Tensor]:
+def fawa_update(
+    average: dict[str, torch.Tensor] | None, state: Mapping[str, torch.Tensor], decay: float
+) -> dict[str, torch.Tensor]:
     """One EMA step of the official `weight_average`: `decay * average + (1 - decay) * state`.
 
     average None: a copy of `state` (the official `init=True`). Floating entries are
@@ -166,8 +173,17 @@ class CFA(TrainingMethod):
             self._pending_clean = x.detach().clone()  # a copy: the loader may reuse its buffers
         eps = self.class_eps(x.device)[y] if c.ccm and self.calibrating() else c.eps
         if c.base == "at":
-            x_adv = pgd(crafter, x, y, eps=eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform",
-                        bn_mode=c.at_crafting)
+            x_adv = pgd(
+                crafter,
+                x,
+                y,
+                eps=eps,
+                step_size=c.step_size,
+                steps=c.steps,
+                loss="ce",
+                start="uniform",
+                bn_mode=c.at_crafting,
+            )
             logits_adv = model(x_adv)
             ce_adv = cross_entropy(logits_adv, y)
             self._tally.add(logits_adv, y)
@@ -205,8 +221,10 @@ class CFA(TrainingMethod):
 
     def _update_average(self, ctx: EpochContext) -> dict[str, Any]:
         if ctx.val_loader is None:
-            raise ConfigError("cfa: fairness-aware weight averaging needs a validation split; set "
-                              "data.val_per_class > 0 (CFA used 100 per class) or method.fawa=false")
+            raise ConfigError(
+                "cfa: fairness-aware weight averaging needs a validation split; set "
+                "data.val_per_class > 0 (CFA used 100 per class) or method.fawa=false"
+            )
         result = ctx.evaluate(ctx.model, ctx.val_loader, self.config.fawa_attack)
         # The official check reads the adversarial-input accuracy of each class.
         worst = float(np.nanmin(result.adversarial_acc))
@@ -221,8 +239,10 @@ class CFA(TrainingMethod):
 
     # ---- checkpointing -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"train_robust_acc": None if self.train_robust_acc is None else self.train_robust_acc.detach().cpu(),
-                "fawa": None if self._average is None else {k: v.detach().cpu() for k, v in self._average.items()}}
+        return {
+            "train_robust_acc": None if self.train_robust_acc is None else self.train_robust_acc.detach().cpu(),
+            "fawa": None if self._average is None else {k: v.detach().cpu() for k, v in self._average.items()},
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         acc = state.get("train_robust_acc")

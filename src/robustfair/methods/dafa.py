@@ -32,8 +32,9 @@ same loss and class weights to float rounding, identical BatchNorm running stati
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,13 +55,19 @@ class DAFAConfig(MethodConfig):
     beta: float = param(6.0, low=0.0, help="TRADES beta")
     lam: float = param(1.0, low=0.0, help="lambda, the scale of the class-weight adjustment (CIFAR-10: 1)")
     warmup_epochs: int = param(70, low=1, help="TRADES epochs before the class weights apply")
-    weight_rule: str = param("code", choices=DAFA_RULES,
-                             help="code (= paper): the current official weights; early_code: the code before 2024-09")
-    similarity_source: str = param("train", choices=("train", "val"),
-                                   help="adversarial examples the class similarity is measured on")
-    forward_order: str = param("adv_clean", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow them): "
-                                    "adv_clean = the code's")
+    weight_rule: str = param(
+        "code",
+        choices=DAFA_RULES,
+        help="code (= paper): the current official weights; early_code: the code before 2024-09",
+    )
+    similarity_source: str = param(
+        "train", choices=("train", "val"), help="adversarial examples the class similarity is measured on"
+    )
+    forward_order: str = param(
+        "adv_clean",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards per step (BatchNorm statistics follow them): adv_clean = the code's",
+    )
 
 
 class DAFA(TrainingMethod):
@@ -140,8 +147,10 @@ class DAFA(TrainingMethod):
         similarity = sums / counts.clamp(min=1)[:, None]
         self.class_weights = dafa_class_weights(similarity, self.config.lam, self.config.weight_rule).float()
         self._prob_sums = self._counts = None
-        return {"dafa_weights": self.class_weights.tolist(),
-                "dafa_similarity_diag": torch.diagonal(similarity).tolist()}
+        return {
+            "dafa_weights": self.class_weights.tolist(),
+            "dafa_similarity_diag": torch.diagonal(similarity).tolist(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"class_weights": None if self.class_weights is None else self.class_weights.detach().cpu().clone()}

@@ -65,27 +65,42 @@ FAAL_OBJECTIVES = ("code", "class_mean")
 @dataclass(frozen=True)
 class FAALConfig(MethodConfig):
     radius: float = param(0.5, low=0.0, help="r: radius of the KL(U || p) ball of class distributions")
-    score: str = param("margin", choices=FAAL_SCORES,
-                       help="class statistic m_c: margin on softmax probabilities (code), on logits, or the loss")
-    objective: str = param("code", choices=FAAL_OBJECTIVES,
-                           help="code: classes weighted by batch count, all C in the simplex, loss (C/B) sum p_y l; "
-                                "class_mean: present classes only, loss sum_c p_c L_c")
+    score: str = param(
+        "margin",
+        choices=FAAL_SCORES,
+        help="class statistic m_c: margin on softmax probabilities (code), on logits, or the loss",
+    )
+    objective: str = param(
+        "code",
+        choices=FAAL_OBJECTIVES,
+        help="code: classes weighted by batch count, all C in the simplex, loss (C/B) sum p_y l; "
+        "class_mean: present classes only, loss sum_c p_c L_c",
+    )
     base: str = param("at", choices=("at", "trades"), help="per-sample adversarial loss")
     beta: float = param(6.0, low=0.0, help="TRADES beta (base trades)")
     start: str = param("uniform", choices=("uniform", "normal", "none"), help="PGD start (base at)")
-    forward_order: str = param("adv_clean", choices=FORWARD_ORDERS + ("adv",),
-                               help="train-mode forwards: adv_clean = the code's (f(x') then f(x)); "
-                                    "adv = base at without the clean forward")
+    forward_order: str = param(
+        "adv_clean",
+        choices=FORWARD_ORDERS + ("adv",),
+        help="train-mode forwards: adv_clean = the code's (f(x') then f(x)); adv = base at without the clean forward",
+    )
 
     def __post_init__(self) -> None:
         if self.forward_order == "adv" and self.base != "at":
-            raise ConfigError("forward_order: 'adv' skips the clean forward, which base 'trades' needs; "
-                              "use adv_clean, clean_adv or clean_adv_clean")
+            raise ConfigError(
+                "forward_order: 'adv' skips the clean forward, which base 'trades' needs; "
+                "use adv_clean, clean_adv or clean_adv_clean"
+            )
 
 
-def faal_weights_and_loss(per_sample: torch.Tensor, sample_scores: torch.Tensor, y: torch.Tensor,
-                          num_classes: int, radius: float,
-                          objective: str = "code") -> tuple[torch.Tensor, torch.Tensor]:
+def faal_weights_and_loss(
+    per_sample: torch.Tensor,
+    sample_scores: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    radius: float,
+    objective: str = "code",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(class weights p [C] float64, scalar loss) of one FAAL batch.
 
     per_sample: [B] loss l_i (with gradient); sample_scores: [B] detached per-sample scores
@@ -120,8 +135,9 @@ class FAAL(TrainingMethod):
         c = self.config
         logs = {}
         if c.base == "at":
-            x_adv = pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                        loss="ce", start=c.start)
+            x_adv = pgd(
+                crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, loss="ce", start=c.start
+            )
             if c.forward_order in ("clean_adv", "clean_adv_clean"):
                 _clean_forward(model, x)
             logits_adv = model(x_adv)

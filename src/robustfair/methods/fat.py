@@ -28,16 +28,17 @@ rounding (the code's reordered batch), BatchNorm running statistics equal to flo
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from robustfair.attacks import early_stopped_pgd
 from robustfair.losses import cross_entropy
-from robustfair.methods.trades import FORWARD_ORDERS, trades_terms
 from robustfair.methods.base import EpochContext, MethodConfig, MethodOutput, TrainingMethod, crafting_model
+from robustfair.methods.trades import FORWARD_ORDERS, trades_terms
 from robustfair.typed_config import param
 
 
@@ -56,8 +57,9 @@ class FATATConfig(MethodConfig):
     eps: float = param(0.031, low=0.0, help="perturbation budget (FAT code: 0.031)")
     step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (FAT code: 0.007)")
     tau: int = param(0, low=0, help="counter before the first tau milestone")
-    tau_milestones: tuple[int, ...] = param((50, 90), low=0,
-                                            help="tau grows by one after each of these epochs (from 1); () = fixed")
+    tau_milestones: tuple[int, ...] = param(
+        (50, 90), low=0, help="tau grows by one after each of these epochs (from 1); () = fixed"
+    )
     noise_std: float = param(0.001, low=0.0, help="omega: std of the Gaussian noise added at every attack step")
     start: str = param("uniform", choices=("uniform", "normal", "none"), help="attack start point")
 
@@ -67,14 +69,17 @@ class FATTRADESConfig(MethodConfig):
     eps: float = param(0.031, low=0.0, help="perturbation budget (FAT code: 0.031)")
     step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (FAT code: 0.007)")
     tau: int = param(0, low=0, help="counter before the first tau milestone")
-    tau_milestones: tuple[int, ...] = param((30, 50, 70), low=0,
-                                            help="tau grows by one after each of these epochs (from 1); () = fixed")
+    tau_milestones: tuple[int, ...] = param(
+        (30, 50, 70), low=0, help="tau grows by one after each of these epochs (from 1); () = fixed"
+    )
     noise_std: float = param(0.0, low=0.0, help="omega: std of the Gaussian noise added at every attack step")
     start: str = param("normal", choices=("uniform", "normal", "none"), help="attack start point (normal: x + 0.001 N)")
     beta: float = param(6.0, low=0.0, help="weight of the TRADES KL term")
-    forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow them): "
-                                    "clean_adv = the code's")
+    forward_order: str = param(
+        "clean_adv",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards per step (BatchNorm statistics follow them): clean_adv = the code's",
+    )
 
 
 class _FAT(TrainingMethod):
@@ -90,15 +95,27 @@ class _FAT(TrainingMethod):
         super().on_epoch_start(ctx)
         return {"tau": self.current_tau()}
 
-    def friendly_adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def friendly_adversarial(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Early-stopped PGD iterates [B, ...] and the per-sample gradient steps taken (int64
         0-d tensor on the device: reading it back would cost a host synchronisation)."""
         c = self.config
-        result = early_stopped_pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                                   loss=self.attack_loss, start=c.start, start_scale=0.001,
-                                   tau=self.current_tau(), noise_std=c.noise_std, mode="first_adv",
-                                   check_final=False)
+        result = early_stopped_pgd(
+            crafting_model(model),
+            x,
+            y,
+            eps=c.eps,
+            step_size=c.step_size,
+            steps=c.steps,
+            loss=self.attack_loss,
+            start=c.start,
+            start_scale=0.001,
+            tau=self.current_tau(),
+            noise_std=c.noise_std,
+            mode="first_adv",
+            check_final=False,
+        )
         return result.first_adv, result.passes_count
 
 
@@ -115,8 +132,9 @@ class FATAT(_FAT):
         ce = cross_entropy(logits_adv, y)
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
         steps = passes.float() / x.shape[0]
-        return MethodOutput(ce.mean(), {"ce_adv": ce.detach().mean(), "train_robust_acc": robust,
-                                        "attack_steps": steps})
+        return MethodOutput(
+            ce.mean(), {"ce_adv": ce.detach().mean(), "train_robust_acc": robust, "attack_steps": steps}
+        )
 
 
 class FATTRADES(_FAT):
@@ -133,5 +151,7 @@ class FATTRADES(_FAT):
         loss = ce.mean() + self.config.beta * kl.sum() / x.shape[0]
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
         steps = passes.float() / x.shape[0]
-        return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(),
-                                   "train_robust_acc": robust, "attack_steps": steps})
+        return MethodOutput(
+            loss,
+            {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust, "attack_steps": steps},
+        )

@@ -51,8 +51,9 @@ CNN: bit-identical adversarial points, the same loss, parameter gradients equal 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -67,9 +68,16 @@ from robustfair.typed_config import param
 # ---------------------------------------------------------------------------------------
 
 
-def frl_violations(class_clean_error: torch.Tensor, class_boundary_error: torch.Tensor,
-                   clean_error: float, boundary_error: float, *, tau0: float, tau1: float,
-                   positive_part: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def frl_violations(
+    class_clean_error: torch.Tensor,
+    class_boundary_error: torch.Tensor,
+    clean_error: float,
+    boundary_error: float,
+    *,
+    tau0: float,
+    tau1: float,
+    positive_part: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fairness-constraint violations (g0, g1), each [C].
 
     g0_c = e_c - e - tau0 (clean error), g1_c = b_c - b - tau1 (boundary error).
@@ -92,10 +100,20 @@ def frl_normalize_multiplier(multiplier: torch.Tensor, lim: float) -> torch.Tens
     return multiplier
 
 
-def frl_update_multipliers(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor,
-                           g0: torch.Tensor, g1: torch.Tensor, *, a1: float, a2: float,
-                           lim: float, reweight_clean: bool = True, reweight_boundary: bool = True,
-                           remargin: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def frl_update_multipliers(
+    l0: torch.Tensor,
+    l1: torch.Tensor,
+    l2: torch.Tensor,
+    g0: torch.Tensor,
+    g1: torch.Tensor,
+    *,
+    a1: float,
+    a2: float,
+    lim: float,
+    reweight_clean: bool = True,
+    reweight_boundary: bool = True,
+    remargin: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One epoch's multiplier update; returns new (l0, l1, l2), each [C].
 
     l0 += a1 * g0 and l1 += 2 * a1 * g1 (when enabled), then both are clamped >= 0 and
@@ -131,9 +149,16 @@ def frl_multiplier_rate(a1: float, epoch: int, halve_every: int = 40) -> float:
     return a1 * 0.5 ** ((epoch + 1) // halve_every)
 
 
-def frl_weighted_loss(ce: torch.Tensor, kl: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, *,
-                      beta: float, normalization: str = "separate",
-                      denominators: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def frl_weighted_loss(
+    ce: torch.Tensor,
+    kl: torch.Tensor,
+    w0: torch.Tensor,
+    w1: torch.Tensor,
+    *,
+    beta: float,
+    normalization: str = "separate",
+    denominators: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Scalar FRL loss from per-sample CE, KL [B] and per-sample weights w0, w1 [B].
 
     separate (latest code): sum(w0 CE) / sum(w0) + beta * sum(w1 KL) / sum(w1).
@@ -187,12 +212,18 @@ class FRLConfig(MethodConfig):
     lim: float = param(0.5, low=0.0, low_open=True, help="bound on the sum of l0 and of l1")
     halve_every: int = param(40, low=1, help="a1 halves every this many epochs")
     positive_part: bool = param(False, help="take max(0, g) of the violations (paper) instead of g (code)")
-    loss_normalization: str = param("separate", choices=("separate", "joint"),
-                                    help="normalise CE and KL by their own weight sums (latest code) or jointly")
+    loss_normalization: str = param(
+        "separate",
+        choices=("separate", "joint"),
+        help="normalise CE and KL by their own weight sums (latest code) or jointly",
+    )
     start_scale: float = param(0.001, low=0.0, help="std of the Gaussian start of the TRADES attack")
-    forward_order: str = param("clean_adv_clean", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step: clean_adv_clean = the code's (f(x) twice); "
-                                    "clean_adv = one shared f(x), faster, other BatchNorm statistics")
+    forward_order: str = param(
+        "clean_adv_clean",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards per step: clean_adv_clean = the code's (f(x) twice); "
+        "clean_adv = one shared f(x), faster, other BatchNorm statistics",
+    )
     val_attack: str = param("pgd20", help="attack for the per-class validation errors")
 
 
@@ -203,8 +234,9 @@ class FRLRemarginConfig(FRLConfig):
     a2: float = param(0.1, low=0.0, help="update rate of the Remargin multiplier l2")
     margin_cap: float = param(2.5, low=0.0, low_open=True, help="upper clamp of the eps factor exp(2 l2)")
     margin_floor: float = param(0.98, low=0.0, low_open=True, help="lower clamp of the eps factor exp(2 l2)")
-    step_rule: str = param("fixed", choices=("fixed", "max_eps_quarter"),
-                           help="attack step: step_size, or max_i(eps_i) / 4 of the batch")
+    step_rule: str = param(
+        "fixed", choices=("fixed", "max_eps_quarter"), help="attack step: step_size, or max_i(eps_i) / 4 of the batch"
+    )
 
     def __post_init__(self) -> None:
         if self.margin_floor > self.margin_cap:
@@ -224,8 +256,11 @@ class FRLRWRMConfig(FRLRemarginConfig):
     tau1: float = param(0.07, help="tolerance of the boundary-error constraint")
     a2: float = param(0.2, low=0.0, help="update rate of the Remargin multiplier l2")
     margin_cap: float = param(3.0, low=0.0, low_open=True, help="upper clamp of the eps factor exp(2 l2)")
-    step_rule: str = param("max_eps_quarter", choices=("fixed", "max_eps_quarter"),
-                           help="attack step: step_size, or max_i(eps_i) / 4 of the batch")
+    step_rule: str = param(
+        "max_eps_quarter",
+        choices=("fixed", "max_eps_quarter"),
+        help="attack step: step_size, or max_i(eps_i) / 4 of the batch",
+    )
 
 
 @dataclass(frozen=True)
@@ -288,8 +323,10 @@ class FRL(TrainingMethod):
             # Resumed inside an epoch whose update was already applied and checkpointed.
             return self._state_logs()
         if ctx.val_loader is None:
-            raise ConfigError(f"method {self.name}: FRL needs a validation split; set data.val_per_class "
-                              f"(the paper uses the last 300 training images of each class)")
+            raise ConfigError(
+                f"method {self.name}: FRL needs a validation split; set data.val_per_class "
+                f"(the paper uses the last 300 training images of each class)"
+            )
         result = ctx.evaluate(ctx.model, ctx.val_loader, c.val_attack)
         e_c, b_c, e, b = frl_validation_errors(result)
         if e_c.shape[0] != self.num_classes:
@@ -297,21 +334,44 @@ class FRL(TrainingMethod):
         self.a1 = frl_multiplier_rate(c.a1, ctx.epoch, c.halve_every)
         g0, g1 = frl_violations(e_c, b_c, e, b, tau0=c.tau0, tau1=c.tau1, positive_part=c.positive_part)
         self.l0, self.l1, self.l2 = frl_update_multipliers(
-            self.l0, self.l1, self.l2, g0, g1, a1=self.a1, a2=getattr(c, "a2", 0.0), lim=c.lim,
-            reweight_clean=True, reweight_boundary=self.reweight_boundary, remargin=self.remargin)
+            self.l0,
+            self.l1,
+            self.l2,
+            g0,
+            g1,
+            a1=self.a1,
+            a2=getattr(c, "a2", 0.0),
+            lim=c.lim,
+            reweight_clean=True,
+            reweight_boundary=self.reweight_boundary,
+            remargin=self.remargin,
+        )
         self.applied_epoch = ctx.epoch
         self._device_cache.clear()
         logs = self._state_logs()
-        logs.update({"val_clean_error": _floats(e_c), "val_boundary_error": _floats(b_c),
-                     "val_clean_error_total": e, "val_boundary_error_total": b,
-                     "g0": _floats(g0), "g1": _floats(g1)})
+        logs.update(
+            {
+                "val_clean_error": _floats(e_c),
+                "val_boundary_error": _floats(b_c),
+                "val_clean_error_total": e,
+                "val_boundary_error_total": b,
+                "g0": _floats(g0),
+                "g1": _floats(g1),
+            }
+        )
         return logs
 
     def _state_logs(self) -> dict[str, Any]:
         w0, w1 = self.class_weights()
-        return {"l0": _floats(self.l0), "l1": _floats(self.l1), "l2": _floats(self.l2),
-                "w0": _floats(w0), "w1": _floats(w1), "eps_factor": _floats(self.eps_factors()),
-                "a1": self.a1}
+        return {
+            "l0": _floats(self.l0),
+            "l1": _floats(self.l1),
+            "l2": _floats(self.l2),
+            "w0": _floats(w0),
+            "w1": _floats(w1),
+            "eps_factor": _floats(self.eps_factors()),
+            "a1": self.a1,
+        }
 
     # -- training step ----------------------------------------------------------------
     def attack_budget(self, y: torch.Tensor) -> tuple[torch.Tensor, float | torch.Tensor]:
@@ -328,16 +388,21 @@ class FRL(TrainingMethod):
         c = self.config
         w0_c, w1_c, _ = self._per_class_on(y.device)
         eps, step_size = self.attack_budget(y)
-        x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step_size, steps=c.steps,
-                                   start_scale=c.start_scale)
+        x_adv = trades_adversarial(model, x, y, eps=eps, step_size=step_size, steps=c.steps, start_scale=c.start_scale)
         t = trades_terms(model, x, x_adv, y, c.forward_order)
         logits_adv, ce, kl = t.logits_adv, t.ce, t.kl
         w0, w1 = w0_c[y], w1_c[y]
-        loss = frl_weighted_loss(ce, kl, w0, w1, beta=c.beta, normalization=c.loss_normalization,
-                                 denominators=self._global_denominators(w0, w1))
+        loss = frl_weighted_loss(
+            ce,
+            kl,
+            w0,
+            w1,
+            beta=c.beta,
+            normalization=c.loss_normalization,
+            denominators=self._global_denominators(w0, w1),
+        )
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
-        return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(),
-                                   "train_robust_acc": robust})
+        return MethodOutput(loss, {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust})
 
     def _global_denominators(self, w0: torch.Tensor, w1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(sum w0, sum w1) over all ranks divided by the number of ranks, or None on one process.
@@ -354,15 +419,21 @@ class FRL(TrainingMethod):
 
     # -- resume -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"l0": self.l0.clone(), "l1": self.l1.clone(), "l2": self.l2.clone(),
-                "a1": self.a1, "applied_epoch": self.applied_epoch}
+        return {
+            "l0": self.l0.clone(),
+            "l1": self.l1.clone(),
+            "l2": self.l2.clone(),
+            "a1": self.a1,
+            "applied_epoch": self.applied_epoch,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key in ("l0", "l1", "l2"):
             value = torch.as_tensor(state[key], dtype=torch.float64).cpu()
             if value.shape != (self.num_classes,):
-                raise ValueError(f"{self.name} state {key!r}: expected shape ({self.num_classes},), "
-                                 f"got {tuple(value.shape)}")
+                raise ValueError(
+                    f"{self.name} state {key!r}: expected shape ({self.num_classes},), got {tuple(value.shape)}"
+                )
             setattr(self, key, value.clone())
         self.a1 = float(state["a1"])
         self.applied_epoch = int(state.get("applied_epoch", -1))

@@ -50,9 +50,12 @@ class GAIRATConfig(MethodConfig):
     lam: float = param(-1.0, help="lambda, the offset inside the tanh weight")
     begin_epoch: int = param(60, low=1, help="first epoch (counted from 1) with the geometry-aware weights")
     start: str = param("uniform", choices=("uniform", "normal", "none"), help="attack start point")
-    lambda_rule: str = param("code", choices=("code", "begin_epoch"),
-                             help="code: lambda only from epoch 60 (runs >= 110 epochs) or 30 (shorter), as "
-                                  "adjust_Lambda; begin_epoch: from begin_epoch")
+    lambda_rule: str = param(
+        "code",
+        choices=("code", "begin_epoch"),
+        help="code: lambda only from epoch 60 (runs >= 110 epochs) or 30 (shorter), as "
+        "adjust_Lambda; begin_epoch: from begin_epoch",
+    )
 
 
 def gairat_lambda_epoch(num_epochs: int) -> int:
@@ -82,14 +85,27 @@ class GAIRAT(TrainingMethod):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
-        result = early_stopped_pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                                   loss="ce", start=c.start, start_scale=0.001, early_stop=False,
-                                   check_final=False)
+        result = early_stopped_pgd(
+            crafting_model(model),
+            x,
+            y,
+            eps=c.eps,
+            step_size=c.step_size,
+            steps=c.steps,
+            loss="ce",
+            start=c.start,
+            start_scale=0.001,
+            early_stop=False,
+            check_final=False,
+        )
         logits_adv = model(result.last_iterate)
         ce = cross_entropy(logits_adv, y)
         kappa = result.correct_steps
-        logs = {"ce_adv": ce.detach().mean(), "kappa": kappa.float().mean(),
-                "train_robust_acc": (logits_adv.detach().argmax(1) == y).float().mean()}
+        logs = {
+            "ce_adv": ce.detach().mean(),
+            "kappa": kappa.float().mean(),
+            "train_robust_acc": (logits_adv.detach().argmax(1) == y).float().mean(),
+        }
         if self.reweighting():
             weight = gairat_weights(kappa, c.steps, self.current_lambda())
             logs["weight_max"] = weight.max()

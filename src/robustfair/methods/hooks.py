@@ -19,7 +19,8 @@ eps/4).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,11 +57,22 @@ def validation_batches(val_data: Any, device: torch.device, batch_size: int = 50
     return DeviceLoader(dataset, batch_size, shuffle=False, device=device)
 
 
-def epoch_context(model: nn.Module, *, epoch: int, num_epochs: int, num_classes: int, eps: float,
-                  val_loader: Iterable | None = None, device: torch.device | str | None = None,
-                  classes: list[str] | None = None, dataset_name: str = "validation",
-                  all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity, norm: str = "linf",
-                  seed: int | None = 0, amp: bool = False) -> EpochContext:
+def epoch_context(
+    model: nn.Module,
+    *,
+    epoch: int,
+    num_epochs: int,
+    num_classes: int,
+    eps: float,
+    val_loader: Iterable | None = None,
+    device: torch.device | str | None = None,
+    classes: list[str] | None = None,
+    dataset_name: str = "validation",
+    all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity,
+    norm: str = "linf",
+    seed: int | None = 0,
+    amp: bool = False,
+) -> EpochContext:
     """The EpochContext for epoch `epoch` (0-based) of `num_epochs`.
 
     model: the unwrapped model (not a DDP wrapper). val_loader: (x, y) batches of the
@@ -81,17 +93,44 @@ def epoch_context(model: nn.Module, *, epoch: int, num_epochs: int, num_classes:
         budget = {} if clean else eval_attack_overrides(attack, eps, norm)
         budget.update(overrides)
         with autocast(device, amp):
-            return evaluate_classwise(eval_model, loader, attack=None if clean else attack, num_classes=num_classes,
-                                      classes=classes, device=device, dataset_name=dataset_name,
-                                      attack_overrides=budget, reduce=all_reduce_sum, seed=seed, progress=False)
+            return evaluate_classwise(
+                eval_model,
+                loader,
+                attack=None if clean else attack,
+                num_classes=num_classes,
+                classes=classes,
+                device=device,
+                dataset_name=dataset_name,
+                attack_overrides=budget,
+                reduce=all_reduce_sum,
+                seed=seed,
+                progress=False,
+            )
 
-    return EpochContext(epoch=epoch, num_epochs=num_epochs, model=model, device=device, num_classes=num_classes,
-                        val_loader=val_loader, evaluate=evaluate, all_reduce_sum=all_reduce_sum, eps=eps)
+    return EpochContext(
+        epoch=epoch,
+        num_epochs=num_epochs,
+        model=model,
+        device=device,
+        num_classes=num_classes,
+        val_loader=val_loader,
+        evaluate=evaluate,
+        all_reduce_sum=all_reduce_sum,
+        eps=eps,
+    )
 
 
-def epochs(method: TrainingMethod, model: nn.Module, num_epochs: int, *, val_data: Any = None,
-           start_epoch: int = 0, eps: float | None = None, batch_size: int = 500,
-           log: Callable[[int, dict[str, Any]], None] | None = None) -> Iterator[int]:
+def epochs(
+    method: TrainingMethod,
+    model: nn.Module,
+    num_epochs: int,
+    *,
+    val_data: Any = None,
+    start_epoch: int = 0,
+    eps: float | None = None,
+    batch_size: int = 500,
+    log: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Iterator[int]:
     """Yield epochs start_epoch..num_epochs-1, calling the method's hooks around each.
 
     Before yielding epoch e: `method.on_epoch_start(ctx)`; when the loop body has finished
@@ -107,15 +146,27 @@ def epochs(method: TrainingMethod, model: nn.Module, num_epochs: int, *, val_dat
     val_loader = validation_batches(val_data, device, batch_size)
     budget = float(eps if eps is not None else getattr(method.config, "eps", 8 / 255))
     for epoch in range(start_epoch, num_epochs):
-        ctx = epoch_context(model, epoch=epoch, num_epochs=num_epochs, num_classes=method.num_classes, eps=budget,
-                            val_loader=val_loader, device=device)
+        ctx = epoch_context(
+            model,
+            epoch=epoch,
+            num_epochs=num_epochs,
+            num_classes=method.num_classes,
+            eps=budget,
+            val_loader=val_loader,
+            device=device,
+        )
         _call_hook(method.on_epoch_start, ctx, model, epoch, log)
         yield epoch
         _call_hook(method.on_epoch_end, ctx, model, epoch, log)
 
 
-def _call_hook(hook: Callable[[EpochContext], Any], ctx: EpochContext, model: nn.Module, epoch: int,
-               log: Callable[[int, dict[str, Any]], None] | None) -> None:
+def _call_hook(
+    hook: Callable[[EpochContext], Any],
+    ctx: EpochContext,
+    model: nn.Module,
+    epoch: int,
+    log: Callable[[int, dict[str, Any]], None] | None,
+) -> None:
     was_training = model.training
     try:
         values = hook(ctx)

@@ -29,8 +29,9 @@ class PGDAT(TrainingMethod):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         c = self.config
-        x_adv = pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                    loss="ce", start=c.start)
+        x_adv = pgd(
+            crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, loss="ce", start=c.start
+        )
         logits_adv = model(x_adv)
         ce = cross_entropy(logits_adv, y)
         robust = (logits_adv.detach().argmax(1) == y).float().mean()

@@ -22,8 +22,9 @@ counted from 1) the loss is plain PGD-AT.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,9 @@ from robustfair.typed_config import param
 
 @dataclass(frozen=True)
 class ATReweightConfig(MethodConfig):
-    source: str = param("train", choices=("train", "val"),
-                        help="where last epoch's per-class robust accuracy comes from")
+    source: str = param(
+        "train", choices=("train", "val"), help="where last epoch's per-class robust accuracy comes from"
+    )
     val_attack: str = param("pgd10", help="attack preset for source=val")
     begin_epoch: int = param(2, low=1, help="first epoch (counted from 1) using the class statistic")
     floor: float = param(0.05, low=0.0, low_open=True, high=1.0, help="smallest accuracy used in the inverse")
@@ -75,8 +77,9 @@ class _RobustAccuracyFeedback(TrainingMethod):
 
     def adversarial_logits(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         c = self.config
-        x_adv = pgd(crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                    loss="ce", start="uniform")
+        x_adv = pgd(
+            crafting_model(model), x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, loss="ce", start="uniform"
+        )
         logits_adv = model(x_adv)
         if self.config.source == "train":
             self._tally.add(logits_adv, y)
@@ -95,8 +98,10 @@ class _RobustAccuracyFeedback(TrainingMethod):
             self.robust_acc = accuracy
         else:
             if ctx.val_loader is None:
-                raise ConfigError(f"{self.name}: source='val' needs a validation split; set data.val_per_class > 0 "
-                                  "or method.source=train")
+                raise ConfigError(
+                    f"{self.name}: source='val' needs a validation split; set data.val_per_class > 0 "
+                    "or method.source=train"
+                )
             result = ctx.evaluate(ctx.model, ctx.val_loader, self.config.val_attack)
             accuracy = np.nan_to_num(np.asarray(result.robust_acc, dtype=np.float64), nan=1.0)
             self.robust_acc = torch.tensor(accuracy, dtype=torch.float32, device=ctx.device)

@@ -8,7 +8,7 @@ across DDP ranks once, at epoch end.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

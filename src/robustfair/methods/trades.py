@@ -47,20 +47,42 @@ class TRADESConfig(MethodConfig):
     eps: float = param(0.031, low=0.0, help="perturbation budget (TRADES code: 0.031)")
     step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (TRADES code: 0.007)")
     beta: float = param(6.0, low=0.0, help="weight of the KL robustness term")
-    forward_order: str = param("clean_adv_clean", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step: clean_adv_clean = the code's (f(x) twice); "
-                                    "clean_adv = one shared f(x), faster, other BatchNorm statistics")
+    forward_order: str = param(
+        "clean_adv_clean",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards per step: clean_adv_clean = the code's (f(x) twice); "
+        "clean_adv = one shared f(x), faster, other BatchNorm statistics",
+    )
 
 
-def trades_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps, step_size, steps: int,
-                       start_scale: float = 0.001, clamp_start: bool = False) -> torch.Tensor:
+def trades_adversarial(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps,
+    step_size,
+    steps: int,
+    start_scale: float = 0.001,
+    clamp_start: bool = False,
+) -> torch.Tensor:
     """The TRADES attack: KL-PGD from x + start_scale * N(0, I). eps/step_size: float or [B].
 
     clamp_start=False (the TRADES code and its derivatives) takes the first gradient at the
     unclamped start; True projects the start onto the ball and [0, 1] first (BAT's code).
     """
-    return pgd(crafting_model(model), x, y, eps=eps, step_size=step_size, steps=steps,
-               loss="kl", start="normal", start_scale=start_scale, project_start=clamp_start)
+    return pgd(
+        crafting_model(model),
+        x,
+        y,
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        loss="kl",
+        start="normal",
+        start_scale=start_scale,
+        project_start=clamp_start,
+    )
 
 
 @dataclass
@@ -77,8 +99,9 @@ class TradesTerms:
         return (self.logits_adv.detach().argmax(1) == y).float().mean()
 
 
-def trades_terms(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-                 order: str = "clean_adv_clean") -> TradesTerms:
+def trades_terms(
+    model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, order: str = "clean_adv_clean"
+) -> TradesTerms:
     """CE and KL terms from train-mode forwards in `order` (one of FORWARD_ORDERS).
 
     clean_adv_clean: CE on a first f(x), KL between f(x') and a second f(x), as the TRADES
@@ -110,5 +133,6 @@ class TRADES(TrainingMethod):
         x_adv = trades_adversarial(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps)
         t = trades_terms(model, x, x_adv, y, c.forward_order)
         loss = t.ce.mean() + c.beta * t.kl.sum() / x.shape[0]
-        return MethodOutput(loss, {"ce": t.ce.detach().mean(), "kl": t.kl.detach().mean(),
-                                   "train_robust_acc": t.robust_accuracy(y)})
+        return MethodOutput(
+            loss, {"ce": t.ce.detach().mean(), "kl": t.kl.detach().mean(), "train_robust_acc": t.robust_accuracy(y)}
+        )

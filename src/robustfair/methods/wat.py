@@ -40,8 +40,9 @@ same validation costs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,18 +62,24 @@ class WATConfig(MethodConfig):
     step_size: float = param(0.007, low=0.0, low_open=True, help="attack step size (WAT code: 0.007)")
     beta: float = param(6.0, low=0.0, help="TRADES beta")
     eta: float = param(0.1, low=0.0, help="Hedge learning rate")
-    cost_normalization: str = param("code", choices=("code", "count"),
-                                    help="validation cost divisor: code = batches x cost_batch_size, "
-                                         "count = exact counts")
-    cost_batch_size: int = param(128, low=1,
-                                 help="batch size of the code's validation loader (cost_normalization code)")
-    forward_order: str = param("clean_adv", choices=FORWARD_ORDERS,
-                               help="train-mode forwards per step (BatchNorm statistics follow them): "
-                                    "clean_adv = the code's")
+    cost_normalization: str = param(
+        "code",
+        choices=("code", "count"),
+        help="validation cost divisor: code = batches x cost_batch_size, count = exact counts",
+    )
+    cost_batch_size: int = param(
+        128, low=1, help="batch size of the code's validation loader (cost_normalization code)"
+    )
+    forward_order: str = param(
+        "clean_adv",
+        choices=FORWARD_ORDERS,
+        help="train-mode forwards per step (BatchNorm statistics follow them): clean_adv = the code's",
+    )
 
 
-def wat_validation_costs(sums: torch.Tensor, counts: torch.Tensor, normalization: str = "code",
-                         batch_size: int = 128) -> torch.Tensor:
+def wat_validation_costs(
+    sums: torch.Tensor, counts: torch.Tensor, normalization: str = "code", batch_size: int = 128
+) -> torch.Tensor:
     """[C + 1] validation costs from per-class cost sums and counts ([C] each).
 
     normalization "code": `C * sums / D` per class and `sum(sums) / D` overall, with
@@ -115,8 +122,9 @@ class WAT(TrainingMethod):
         class_part = (weights[y] * cost).sum() / x.shape[0]
         mean_part = weights[self.num_classes] * cost.mean()
         robust = (logits_adv.detach().argmax(1) == y).float().mean()
-        return MethodOutput(class_part + mean_part, {"ce": ce.detach().mean(), "kl": kl.detach().mean(),
-                                                     "train_robust_acc": robust})
+        return MethodOutput(
+            class_part + mean_part, {"ce": ce.detach().mean(), "kl": kl.detach().mean(), "train_robust_acc": robust}
+        )
 
     def validation_costs(self, ctx: EpochContext) -> torch.Tensor:
         """[C + 1] mean TRADES cost per class and over the whole validation split."""

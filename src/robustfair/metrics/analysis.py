@@ -31,7 +31,8 @@ distribution, C - 1 per source class), in nats; 0 means perfectly uniform.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ CYCLE_SEGMENT = 50
 
 # ---- source class: steps to misclassify --------------------------------------------------
 
+
 def censored_steps(flip_step: Any, steps: int) -> np.ndarray:
     """int64 [N]: the flip step, with never-flipped samples (-1) counted as steps + 1."""
     flips = _int_vector(flip_step, "flip_step")
@@ -60,8 +62,9 @@ def censored_steps(flip_step: Any, steps: int) -> np.ndarray:
     return np.where(flips < 0, steps + 1, flips)
 
 
-def steps_to_flip_by_class(flip_step: Any, labels: Any, *, num_classes: int, steps: int,
-                           bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+def steps_to_flip_by_class(
+    flip_step: Any, labels: Any, *, num_classes: int, steps: int, bins: int = HISTOGRAM_BINS
+) -> dict[str, Any]:
     """Per-class statistics of the number of attack steps needed to misclassify.
 
     flip_step: int [N] from `early_stopped_pgd` (0 = wrong at the start, -1 = never within
@@ -83,9 +86,18 @@ def steps_to_flip_by_class(flip_step: Any, labels: Any, *, num_classes: int, ste
     y = _labels(labels, values.shape[0], num_classes)
     flipped = values <= steps
     edges = np.linspace(0.0, steps + 1.0, max(1, min(bins, steps + 1)) + 1)
-    per_class: dict[str, list] = {key: [] for key in
-                                  ("count", "mean_steps", "median_steps", "mean_steps_clean_correct",
-                                   "mean_steps_flipped", "never_flipped", "wrong_at_start")}
+    per_class: dict[str, list] = {
+        key: []
+        for key in (
+            "count",
+            "mean_steps",
+            "median_steps",
+            "mean_steps_clean_correct",
+            "mean_steps_flipped",
+            "never_flipped",
+            "wrong_at_start",
+        )
+    }
     histogram = []
     for c in range(num_classes):
         mine = y == c
@@ -93,15 +105,26 @@ def steps_to_flip_by_class(flip_step: Any, labels: Any, *, num_classes: int, ste
         for key in per_class:
             per_class[key].append(stats[key])
         histogram.append(np.histogram(values[mine & flipped], bins=edges)[0].tolist())
-    return {"per_class": per_class, "overall": _step_stats(values, steps), "censored_value": steps + 1,
-            "histogram": {"edges": edges.tolist(), "counts": histogram}}
+    return {
+        "per_class": per_class,
+        "overall": _step_stats(values, steps),
+        "censored_value": steps + 1,
+        "histogram": {"edges": edges.tolist(), "counts": histogram},
+    }
 
 
 def _step_stats(values: np.ndarray, steps: int) -> dict[str, Any]:
     n = int(values.size)
     if n == 0:
-        return {"count": 0, "mean_steps": None, "median_steps": None, "mean_steps_clean_correct": None,
-                "mean_steps_flipped": None, "never_flipped": None, "wrong_at_start": None}
+        return {
+            "count": 0,
+            "mean_steps": None,
+            "median_steps": None,
+            "mean_steps_clean_correct": None,
+            "mean_steps_flipped": None,
+            "never_flipped": None,
+            "wrong_at_start": None,
+        }
     correct_at_start = values[values > 0]
     flipped = correct_at_start[correct_at_start <= steps]
     return {
@@ -116,6 +139,7 @@ def _step_stats(values: np.ndarray, steps: int) -> dict[str, Any]:
 
 
 # ---- target class: confusion at every step ------------------------------------------------
+
 
 def confusion_by_step(predictions: Any, labels: Any, *, num_classes: int) -> np.ndarray:
     """int64 [K+1, C, C]: for each step k, counts of (true class, predicted class at step k).
@@ -203,6 +227,7 @@ def robust_accuracy_from_predictions(predictions: Any, labels: Any, *, num_class
 
 # ---- correlations ------------------------------------------------------------------------
 
+
 def correlation(a: Sequence[float | None], b: Sequence[float | None]) -> dict[str, Any]:
     """Pearson and Spearman correlation over the entries where both are known.
 
@@ -242,9 +267,20 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 # ---- running the attacks ------------------------------------------------------------------
 
-def steps_to_flip(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
-                  steps: int, loss: str = "ce", norm: str = "linf",
-                  clamp: tuple[float, float] | None = (0.0, 1.0), segment: int = CYCLE_SEGMENT) -> tuple[torch.Tensor, int]:
+
+def steps_to_flip(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    loss: str = "ce",
+    norm: str = "linf",
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    segment: int = CYCLE_SEGMENT,
+) -> tuple[torch.Tensor, int]:
     """Flip steps of an early-stopped PGD from the clean input, stopping periodic trajectories too.
 
     Returns (flip_step int64 [B] exactly as one `early_stopped_pgd(..., start="none",
@@ -269,9 +305,22 @@ def steps_to_flip(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
     done = evaluations = 0
     while done < steps and active.numel():
         length = min(segment, steps - done)
-        result = early_stopped_pgd(model, x[active], y[active], eps=eps, step_size=step_size, steps=length,
-                                   loss=loss, norm=norm, start=current, tau=0, clamp=clamp, bn_mode="eval",
-                                   mode="last_clean", check_final=True)
+        result = early_stopped_pgd(
+            model,
+            x[active],
+            y[active],
+            eps=eps,
+            step_size=step_size,
+            steps=length,
+            loss=loss,
+            norm=norm,
+            start=current,
+            tau=0,
+            clamp=clamp,
+            bn_mode="eval",
+            mode="last_clean",
+            check_final=True,
+        )
         evaluations += result.gradient_evaluations
         flipped = result.flip_step >= 0
         flip_step[active[flipped]] = result.flip_step[flipped] + done
@@ -283,13 +332,26 @@ def steps_to_flip(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
     return flip_step, int(evaluations)
 
 
-def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: float,
-                      classes: Sequence[str] | None = None, steps: int = SOURCE_STEPS,
-                      step_size: float | None = None, target_steps: int = TARGET_STEPS,
-                      target_step_size: float | None = None, loss: str = "ce", norm: str = "linf",
-                      clamp: tuple[float, float] | None = (0.0, 1.0), batch_size: int = 500,
-                      device: str | torch.device | None = None, dataset_name: str = "",
-                      bins: int = HISTOGRAM_BINS, progress: bool | None = None) -> dict[str, Any]:
+def fairness_analysis(
+    model: nn.Module,
+    data: Any,
+    *,
+    num_classes: int,
+    eps: float,
+    classes: Sequence[str] | None = None,
+    steps: int = SOURCE_STEPS,
+    step_size: float | None = None,
+    target_steps: int = TARGET_STEPS,
+    target_step_size: float | None = None,
+    loss: str = "ce",
+    norm: str = "linf",
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    dataset_name: str = "",
+    bins: int = HISTOGRAM_BINS,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Source- and target-class fairness of `model` on `data` (the analysis.json record).
 
     data: a dataset with `.x` / `.y` (uint8 images are scaled by 1/255) or an iterable of
@@ -312,8 +374,10 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
 
     _check_classes(num_classes)
     if loss == "kl":
-        raise ConfigError("loss: 'kl' has zero gradient at the clean input, where both analysis attacks start; "
-                          "use 'ce' (BAT's analysis) or 'margin'")
+        raise ConfigError(
+            "loss: 'kl' has zero gradient at the clean input, where both analysis attacks start; "
+            "use 'ce' (BAT's analysis) or 'margin'"
+        )
     for name, value in (("steps", steps), ("target_steps", target_steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}: {value!r} must be an integer >= 1")
@@ -342,17 +406,28 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
     total = len(data.y) if hasattr(data, "y") else None
     watch = RangeWatch("analysis data") if clamp is not None and tuple(clamp) == (0, 1) else None  # [0, 1] inputs
     # Outer bar: images done; inner bar: the model's forward passes, live within a long batch.
-    with progress_bar(total, "analyze", unit="img", enabled=progress) as bar, \
-            progress_bar(None, "analyze: attack passes", unit="pass", enabled=progress, leave=False) as passes, \
-            counting_calls(model, passes):
+    with (
+        progress_bar(total, "analyze", unit="img", enabled=progress) as bar,
+        progress_bar(None, "analyze: attack passes", unit="pass", enabled=progress, leave=False) as passes,
+        counting_calls(model, passes),
+    ):
         for x, y in _batches(data, batch_size, device):
             x = watch.batch(x) if watch is not None else x
-            flip_step, evaluations = steps_to_flip(model, x, y, eps=float(eps), step_size=float(step_size),
-                                                   steps=steps, loss=loss, norm=norm, clamp=clamp)
+            flip_step, evaluations = steps_to_flip(
+                model, x, y, eps=float(eps), step_size=float(step_size), steps=steps, loss=loss, norm=norm, clamp=clamp
+            )
             flips.append(flip_step.cpu().numpy())
             source_passes += evaluations
-            target = early_stopped_pgd(model, x, y, step_size=float(target_step_size), steps=target_steps,
-                                       early_stop=False, record_predictions=True, **common)
+            target = early_stopped_pgd(
+                model,
+                x,
+                y,
+                step_size=float(target_step_size),
+                steps=target_steps,
+                early_stop=False,
+                record_predictions=True,
+                **common,
+            )
             confusion += confusion_by_step(target.predictions, y, num_classes=num_classes)
             both = ((target.predictions[0] == y) & (target.predictions[-1] == y)).cpu().numpy()
             y_host = y.cpu().numpy()
@@ -398,16 +473,29 @@ def fairness_analysis(model: nn.Module, data: Any, *, num_classes: int, eps: flo
         "norm": norm,
         "units": {"accuracy": "fraction", "kl": "nats", "steps": "attack steps"},
         "source": {
-            "attack": {"name": "early_stopped_pgd", "steps": steps, "step_size": float(step_size), "loss": _name(loss),
-                       "start": "none", "early_stop": True, "cycle_segment": CYCLE_SEGMENT,
-                       "gradient_evaluations": int(source_passes)},
+            "attack": {
+                "name": "early_stopped_pgd",
+                "steps": steps,
+                "step_size": float(step_size),
+                "loss": _name(loss),
+                "start": "none",
+                "early_stop": True,
+                "cycle_segment": CYCLE_SEGMENT,
+                "gradient_evaluations": int(source_passes),
+            },
             "flip_step": flip_step.tolist(),
             "labels": y_all.tolist(),
             **source_stats,
         },
         "target": {
-            "attack": {"name": "pgd", "steps": target_steps, "step_size": float(target_step_size),
-                       "loss": _name(loss), "start": "none", "early_stop": False},
+            "attack": {
+                "name": "pgd",
+                "steps": target_steps,
+                "step_size": float(target_step_size),
+                "loss": _name(loss),
+                "start": "none",
+                "early_stop": False,
+            },
             "confusion_by_step": confusion.tolist(),
             "kl_by_step": [d["kl_to_uniform"] for d in by_step],
             **final,
@@ -429,8 +517,9 @@ def analysis_correlations(per_class: Mapping[str, Sequence[Any]]) -> dict[str, A
     robust = per_class["robust_acc"]
     return {
         "steps_vs_robust_acc": correlation(per_class["mean_steps"], robust),
-        "flipped_steps_vs_robust_acc": correlation(per_class.get("mean_steps_flipped", []) or
-                                                   [None] * len(robust), robust),
+        "flipped_steps_vs_robust_acc": correlation(
+            per_class.get("mean_steps_flipped", []) or [None] * len(robust), robust
+        ),
         "target_kl_vs_robust_acc": correlation(per_class["target_kl"], robust),
         "target_share_vs_robust_acc": correlation(per_class["target_share"], robust),
     }
@@ -446,8 +535,10 @@ def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple
         if features.shape[0] != labels.shape[0]:
             raise DataError(f"dataset has {features.shape[0]} inputs but {labels.shape[0]} labels")
         for start in range(0, labels.shape[0], batch_size):
-            yield _unit_float(features[start:start + batch_size].to(device)), \
-                labels[start:start + batch_size].to(device).long()
+            yield (
+                _unit_float(features[start : start + batch_size].to(device)),
+                labels[start : start + batch_size].to(device).long(),
+            )
         return
     for batch in data:
         yield _unit_float(torch.as_tensor(batch[0]).to(device)), torch.as_tensor(batch[1]).to(device).long()
@@ -482,6 +573,15 @@ def _check_classes(num_classes: int) -> None:
         raise ConfigError(f"num_classes: {num_classes!r} must be an integer >= 1")
 
 
-__all__ = ["fairness_analysis", "steps_to_flip", "steps_to_flip_by_class", "censored_steps", "confusion_by_step",
-           "target_distribution", "kl_to_uniform", "robust_accuracy_from_predictions", "correlation",
-           "analysis_correlations"]
+__all__ = [
+    "fairness_analysis",
+    "steps_to_flip",
+    "steps_to_flip_by_class",
+    "censored_steps",
+    "confusion_by_step",
+    "target_distribution",
+    "kl_to_uniform",
+    "robust_accuracy_from_predictions",
+    "correlation",
+    "analysis_correlations",
+]

@@ -30,8 +30,9 @@ import contextlib
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,9 @@ class ClasswiseResult:
         if clean.shape != (num_classes, num_classes) or num_classes < 1:
             raise DataError(f"clean_confusion: expected a square [C, C] matrix, got shape {clean.shape}")
         if adversarial.shape != clean.shape:
-            raise DataError(f"adversarial_confusion: shape {adversarial.shape} differs from clean_confusion {clean.shape}")
+            raise DataError(
+                f"adversarial_confusion: shape {adversarial.shape} differs from clean_confusion {clean.shape}"
+            )
         if robust.shape != (num_classes,):
             raise DataError(f"robust_correct: expected shape ({num_classes},), got {robust.shape}")
         if not np.array_equal(clean.sum(1), adversarial.sum(1)):
@@ -212,7 +215,7 @@ class ClasswiseResult:
         return record
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ClasswiseResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> ClasswiseResult:
         """Rebuild from `to_dict()` output (the counts are the source of truth; derived values are recomputed)."""
         try:
             confusion = data["confusion"]
@@ -230,29 +233,49 @@ class ClasswiseResult:
             raise DataError(f"class-wise result is missing the key {err.args[0]!r}") from None
         except (TypeError, ValueError) as err:
             raise DataError(f"class-wise result has malformed counts: {err}") from None
-        return cls(clean, adversarial, robust, tuple(classes), dataset=str(data.get("dataset", "")),
-                   attack=dict(data.get("attack") or {"name": "none"}), broken_by=data.get("broken_by"))
+        return cls(
+            clean,
+            adversarial,
+            robust,
+            tuple(classes),
+            dataset=str(data.get("dataset", "")),
+            attack=dict(data.get("attack") or {"name": "none"}),
+            broken_by=data.get("broken_by"),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClasswiseResult):
             return NotImplemented
-        return (np.array_equal(self.clean_confusion, other.clean_confusion)
-                and np.array_equal(self.adversarial_confusion, other.adversarial_confusion)
-                and np.array_equal(self.robust_correct, other.robust_correct)
-                and self.classes == other.classes and self.dataset == other.dataset
-                and self.attack == other.attack and _same_columns(self.broken_by, other.broken_by))
+        return (
+            np.array_equal(self.clean_confusion, other.clean_confusion)
+            and np.array_equal(self.adversarial_confusion, other.adversarial_confusion)
+            and np.array_equal(self.robust_correct, other.robust_correct)
+            and self.classes == other.classes
+            and self.dataset == other.dataset
+            and self.attack == other.attack
+            and _same_columns(self.broken_by, other.broken_by)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         s = self.summary()
-        return (f"ClasswiseResult(dataset={self.dataset!r}, attack={self.attack.get('name')!r}, "
-                f"n={self.num_samples}, " + ", ".join(f"{k}={v:.2f}" for k, v in s.items()) + ")")
+        return (
+            f"ClasswiseResult(dataset={self.dataset!r}, attack={self.attack.get('name')!r}, "
+            f"n={self.num_samples}, " + ", ".join(f"{k}={v:.2f}" for k, v in s.items()) + ")"
+        )
 
 
-def classwise_result(y: Any, clean_pred: Any, adv_pred: Any, *, num_classes: int,
-                     classes: Sequence[str] | None = None, dataset: str = "",
-                     attack: str | Mapping[str, Any] | None = None) -> ClasswiseResult:
+def classwise_result(
+    y: Any,
+    clean_pred: Any,
+    adv_pred: Any,
+    *,
+    num_classes: int,
+    classes: Sequence[str] | None = None,
+    dataset: str = "",
+    attack: str | Mapping[str, Any] | None = None,
+) -> ClasswiseResult:
     """Class-wise result from per-sample labels and predictions (pure).
 
     y, clean_pred, adv_pred: int [N] (tensors, arrays or lists) with values in
@@ -279,13 +302,24 @@ def classwise_result(y: Any, clean_pred: Any, adv_pred: Any, *, num_classes: int
     )
 
 
-def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | None = "pgd20",
-                       num_classes: int, classes: Sequence[str] | None = None,
-                       device: str | torch.device | None = "cpu", batch_size: int = 256,
-                       dataset_name: str = "", attack_overrides: Mapping[str, Any] | None = None,
-                       eps: float | None = None, step_size: float | None = None, seed: int | None = 0,
-                       reduce: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
-                       progress: bool | None = None, input_range: bool = True) -> ClasswiseResult:
+def evaluate_classwise(
+    model: nn.Module,
+    data: Any,
+    *,
+    attack: str | Attack | None = "pgd20",
+    num_classes: int,
+    classes: Sequence[str] | None = None,
+    device: str | torch.device | None = "cpu",
+    batch_size: int = 256,
+    dataset_name: str = "",
+    attack_overrides: Mapping[str, Any] | None = None,
+    eps: float | None = None,
+    step_size: float | None = None,
+    seed: int | None = 0,
+    reduce: Callable[[torch.Tensor], torch.Tensor | None] | None = None,
+    progress: bool | None = None,
+    input_range: bool = True,
+) -> ClasswiseResult:
     """Evaluate `model` clean and under `attack`, class by class.
 
     data: an iterable of (x, y) batches (x float [B, ...] in [0, 1] or uint8, y int [B]), or
@@ -325,8 +359,9 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
         raise ConfigError(f"batch_size: {batch_size!r} must be an integer >= 1")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"seed: {seed!r} must be an integer >= 0 or None")
-    attack_fn, attack_record = _resolve_attack(attack, attack_overrides, eps=eps, step_size=step_size, seed=seed,
-                                               num_classes=num_classes)
+    attack_fn, attack_record = _resolve_attack(
+        attack, attack_overrides, eps=eps, step_size=step_size, seed=seed, num_classes=num_classes
+    )
     if classes is None:
         classes = getattr(data, "classes", None)
     names = _class_names(classes, num_classes)
@@ -355,8 +390,10 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        with _seeded_global_rng(attack_seed, device), \
-                progress_bar(_batch_count(data, batch_size), description, unit="batch", enabled=progress) as bar:
+        with (
+            _seeded_global_rng(attack_seed, device),
+            progress_bar(_batch_count(data, batch_size), description, unit="batch", enabled=progress) as bar,
+        ):
             for x, y in _batches(data, batch_size, device):
                 x = watch.batch(x) if watch is not None else as_unit_float(x)
                 with torch.no_grad():
@@ -416,6 +453,7 @@ def evaluate_classwise(model: nn.Module, data: Any, *, attack: str | Attack | No
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def _predict(model: nn.Module, x: torch.Tensor, num_classes: int) -> torch.Tensor:
     logits = model(x)
     if logits.dim() != 2 or logits.shape[1] != num_classes:
@@ -432,14 +470,16 @@ def _batches(data: Any, batch_size: int, device: torch.device) -> Iterator[tuple
     else:
         for batch in data:
             x, y = batch[0], batch[1]
-            yield (torch.as_tensor(x).to(device, non_blocking=True),
-                   torch.as_tensor(y).to(device, non_blocking=True).long())
+            yield (
+                torch.as_tensor(x).to(device, non_blocking=True),
+                torch.as_tensor(y).to(device, non_blocking=True).long(),
+            )
         return
     if features.shape[0] != labels.shape[0]:
         raise DataError(f"dataset has {features.shape[0]} inputs but {labels.shape[0]} labels")
     for start in range(0, labels.shape[0], batch_size):
-        x = features[start:start + batch_size].to(device, non_blocking=True)
-        yield x, labels[start:start + batch_size].to(device, non_blocking=True).long()
+        x = features[start : start + batch_size].to(device, non_blocking=True)
+        yield x, labels[start : start + batch_size].to(device, non_blocking=True).long()
 
 
 def _batch_count(data: Any, batch_size: int) -> int | None:
@@ -458,16 +498,23 @@ def _seeded_global_rng(seed: int | None, device: torch.device) -> Iterator[None]
     if seed is None:
         yield
         return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
 
 
-def _resolve_attack(attack: str | Attack | None, overrides: Mapping[str, Any] | None, *, eps: float | None = None,
-                    step_size: float | None = None, seed: int | None = 0,
-                    num_classes: int | None = None) -> tuple[Attack | None, dict[str, Any]]:
+def _resolve_attack(
+    attack: str | Attack | None,
+    overrides: Mapping[str, Any] | None,
+    *,
+    eps: float | None = None,
+    step_size: float | None = None,
+    seed: int | None = 0,
+    num_classes: int | None = None,
+) -> tuple[Attack | None, dict[str, Any]]:
     overrides = dict(overrides or {})
     if attack is None:
         if overrides or eps is not None or step_size is not None:
@@ -564,16 +611,19 @@ def _label_vector(values: Any, field_name: str) -> np.ndarray:
 
 
 def _confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes) \
-        .reshape(num_classes, num_classes)
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def _count_array(values: Any, field_name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     array = np.asarray(values)
-    if array.size and not (np.issubdtype(array.dtype, np.integer)
-                           or (np.issubdtype(array.dtype, np.floating) and np.all(array == np.rint(array)))):
+    if array.size and not (
+        np.issubdtype(array.dtype, np.integer)
+        or (np.issubdtype(array.dtype, np.floating) and np.all(array == np.rint(array)))
+    ):
         raise DataError(f"{field_name}: counts must be integers")
     array = array.astype(np.int64)
     if (array < 0).any():

@@ -11,13 +11,15 @@ same bytes.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SCHEMA = "robustfair.leaderboard_entry/1"
 
 
-def leaderboard_entry(result: Mapping[str, Any], *, model: Mapping[str, Any],
-                      evaluation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def leaderboard_entry(
+    result: Mapping[str, Any], *, model: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The entry for `result` (a `ClasswiseResult.to_dict()` record).
 
     model: {"name": ..., "source": run directory / weights file, ...} as known to the caller;
@@ -38,20 +40,31 @@ def leaderboard_entry(result: Mapping[str, Any], *, model: Mapping[str, Any],
     entry: dict[str, Any] = {
         "schema": SCHEMA,
         "model": dict(model),
-        "dataset": {"name": result.get("dataset", ""), "split": "test", "num_samples": total,
-                    "classes": list(result["classes"])},
+        "dataset": {
+            "name": result.get("dataset", ""),
+            "split": "test",
+            "num_samples": total,
+            "classes": list(result["classes"]),
+        },
         "threat_model": {"norm": attack.get("norm"), "eps": attack.get("eps"), "eps_from": attack.get("eps_from")},
         "units": "percent",
         "clean_accuracy": _percent(sum(clean_correct), total),
         "robust_accuracy": _percent(sum(robust_correct), total),
         "worst_class_clean_accuracy": min(per_class["clean_acc"][i] for i in present),
         "worst_class_robust_accuracy": min(per_class["robust_acc"][i] for i in present),
-        "per_class": {"count": list(counts), "clean_accuracy": list(per_class["clean_acc"]),
-                      "robust_accuracy": list(per_class["robust_acc"])},
+        "per_class": {
+            "count": list(counts),
+            "clean_accuracy": list(per_class["clean_acc"]),
+            "robust_accuracy": list(per_class["robust_acc"]),
+        },
         "attack": attack,
         "evaluation": dict(evaluation or {}),
-        "code": {"robustfair": robustfair.__version__, "git_commit": git_commit(), "torch": torch.__version__,
-                 "attack_implementation": attack.get("implementation")},
+        "code": {
+            "robustfair": robustfair.__version__,
+            "git_commit": git_commit(),
+            "torch": torch.__version__,
+            "attack_implementation": attack.get("implementation"),
+        },
     }
     if "broken_by" in result:
         entry["per_class"]["broken_by"] = {name: list(column) for name, column in result["broken_by"].items()}

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,14 +48,25 @@ LARGE_EPS_MAX_ACCURACY = 0.05
 MAX_ZERO_GRADIENT_FRACTION = 0.05
 
 
-def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, num_classes: int,
-                      eps: float | None = None, norm: str | None = None,
-                      device: str | torch.device | None = None, log: Callable[[str], Any] = print,
-                      max_samples: int = 200, seed: int = 0,
-                      weak_steps: int = 20, strong_steps: int = 50, strong_restarts: int = 2,
-                      large_eps: float | None = None,
-                      large_eps_max_accuracy: float = LARGE_EPS_MAX_ACCURACY,
-                      progress: bool | None = None) -> dict[str, Any]:
+def run_sanity_checks(
+    model: nn.Module,
+    data: Iterable,
+    *,
+    result: Any,
+    num_classes: int,
+    eps: float | None = None,
+    norm: str | None = None,
+    device: str | torch.device | None = None,
+    log: Callable[[str], Any] = print,
+    max_samples: int = 200,
+    seed: int = 0,
+    weak_steps: int = 20,
+    strong_steps: int = 50,
+    strong_restarts: int = 2,
+    large_eps: float | None = None,
+    large_eps_max_accuracy: float = LARGE_EPS_MAX_ACCURACY,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Run every check; returns the JSON-serialisable record stored as results.json's `sanity`.
 
     model: the evaluated model (its train/eval mode is restored); data: a re-iterable of
@@ -88,18 +100,37 @@ def run_sanity_checks(model: nn.Module, data: Iterable, *, result: Any, num_clas
             large_eps = box_diameter(x, norm)
         runs: list[tuple[str, Callable[[], Check]]] = [
             ("outputs_are_logits", lambda: outputs_are_logits(model, x)),
-            ("input_gradients_nonzero", lambda: input_gradients_nonzero(model, x, y))]
+            ("input_gradients_nonzero", lambda: input_gradients_nonzero(model, x, y)),
+        ]
         if eps > 0:
-            runs.append(("more_steps_not_weaker", lambda: more_steps_not_weaker(
-                model, x, y, eps=eps, norm=norm, seed=seed, weak_steps=weak_steps,
-                strong_steps=strong_steps, strong_restarts=strong_restarts)))
-        runs.append(("large_eps_near_zero", lambda: large_eps_near_zero(
-            model, x, y, eps=large_eps, norm=norm, seed=seed, max_accuracy=large_eps_max_accuracy)))
+            runs.append(
+                (
+                    "more_steps_not_weaker",
+                    lambda: more_steps_not_weaker(
+                        model,
+                        x,
+                        y,
+                        eps=eps,
+                        norm=norm,
+                        seed=seed,
+                        weak_steps=weak_steps,
+                        strong_steps=strong_steps,
+                        strong_restarts=strong_restarts,
+                    ),
+                )
+            )
+        runs.append(
+            (
+                "large_eps_near_zero",
+                lambda: large_eps_near_zero(
+                    model, x, y, eps=large_eps, norm=norm, seed=seed, max_accuracy=large_eps_max_accuracy
+                ),
+            )
+        )
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
-            with progress_bar(len(runs), f"sanity checks ({norm}, eps {eps:g})", unit="check",
-                              enabled=progress) as bar:
+            with progress_bar(len(runs), f"sanity checks ({norm}, eps {eps:g})", unit="check", enabled=progress) as bar:
                 for name, run in runs:
                     bar.set_postfix_str(name)
                     checks.append(_guarded(name, run))
@@ -130,8 +161,9 @@ def _threat_model(result: Any, eps: float | None, norm: str | None) -> tuple[flo
     if norm is None:
         norm = attack.get("norm") or "linf"
     if eps is None:
-        raise ConfigError("eps: the result's attack does not record its eps; pass the evaluated threat model "
-                          "(eps=..., norm=...)")
+        raise ConfigError(
+            "eps: the result's attack does not record its eps; pass the evaluated threat model (eps=..., norm=...)"
+        )
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise ConfigError(f"eps: {eps!r} must be a number >= 0")
     if norm not in ("linf", "l2"):
@@ -146,6 +178,7 @@ def box_diameter(x: torch.Tensor, norm: str) -> float:
 
 # ---- the checks (each returns a Check) ----------------------------------------------------
 
+
 def robust_not_above_clean(result: Any) -> Check:
     """Per class: robust accuracy <= clean accuracy, and accuracy on attacked inputs <= clean
     (compared as integer counts of each class)."""
@@ -155,17 +188,30 @@ def robust_not_above_clean(result: Any) -> Check:
         result = ClasswiseResult.from_dict(result)
     clean_correct = np.diag(result.clean_confusion)
     adversarial_correct = np.diag(result.adversarial_confusion)
-    above = [result.classes[c] for c in range(result.num_classes)
-             if result.robust_correct[c] > clean_correct[c] or adversarial_correct[c] > clean_correct[c]]
-    measured = {"clean_acc": _percent(result.clean_acc), "robust_acc": _percent(result.robust_acc),
-                "adversarial_acc": _percent(result.adversarial_acc), "classes_above_clean": above}
+    above = [
+        result.classes[c]
+        for c in range(result.num_classes)
+        if result.robust_correct[c] > clean_correct[c] or adversarial_correct[c] > clean_correct[c]
+    ]
+    measured = {
+        "clean_acc": _percent(result.clean_acc),
+        "robust_acc": _percent(result.robust_acc),
+        "adversarial_acc": _percent(result.adversarial_acc),
+        "classes_above_clean": above,
+    }
     threshold = "per class: correct under attack <= correct on clean inputs (sample counts)"
     if above:
-        return _check("robust_not_above_clean", False, measured, threshold,
-                      f"accuracy under attack is above clean accuracy for class(es) {', '.join(above)}: "
-                      "the attack turns mistakes into correct predictions, so it is not maximising the loss")
-    return _check("robust_not_above_clean", True, measured, threshold,
-                  "robust and attacked accuracy <= clean for every class")
+        return _check(
+            "robust_not_above_clean",
+            False,
+            measured,
+            threshold,
+            f"accuracy under attack is above clean accuracy for class(es) {', '.join(above)}: "
+            "the attack turns mistakes into correct predictions, so it is not maximising the loss",
+        )
+    return _check(
+        "robust_not_above_clean", True, measured, threshold, "robust and attacked accuracy <= clean for every class"
+    )
 
 
 def outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Check:
@@ -175,20 +221,25 @@ def outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Check:
     finite = bool(torch.isfinite(out).all())
     sums = out.sum(1)
     probabilities = bool((out >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
-    measured = {"finite": finite, "min": float(out.min()), "max": float(out.max()),
-                "mean_row_sum": float(sums.mean())}
+    measured = {"finite": finite, "min": float(out.min()), "max": float(out.max()), "mean_row_sum": float(sums.mean())}
     threshold = "finite, and not every row >= 0 with sum 1 (+- 1e-4)"
     if not finite:
         return _check("outputs_are_logits", False, measured, threshold, "the model returns non-finite outputs")
     if probabilities:
-        return _check("outputs_are_logits", False, measured, threshold,
-                      "the model's rows are non-negative and sum to 1: it returns probabilities, but the "
-                      "losses and attacks expect logits")
+        return _check(
+            "outputs_are_logits",
+            False,
+            measured,
+            threshold,
+            "the model's rows are non-negative and sum to 1: it returns probabilities, but the "
+            "losses and attacks expect logits",
+        )
     return _check("outputs_are_logits", True, measured, threshold, "outputs are finite logits")
 
 
-def input_gradients_nonzero(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                            max_zero_fraction: float = MAX_ZERO_GRADIENT_FRACTION) -> Check:
+def input_gradients_nonzero(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_zero_fraction: float = MAX_ZERO_GRADIENT_FRACTION
+) -> Check:
     """Cross-entropy input gradients at the clean inputs: finite, and zero for few samples
     (at most floor(max_zero_fraction * n) of the n samples)."""
     inputs = x.detach().clone().requires_grad_(True)
@@ -202,23 +253,50 @@ def input_gradients_nonzero(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     zero = int((norms == 0).sum())
     allowed = int(math.floor(max_zero_fraction * y.shape[0] + 1e-9))
     finite_norms = norms[torch.isfinite(norms)]
-    measured = {"zero_samples": zero, "num_samples": int(y.shape[0]), "zero_fraction": zero / y.shape[0],
-                "finite": finite, "median_l1_norm": float(finite_norms.median()) if finite_norms.numel() else None}
-    threshold = (f"finite, and at most {allowed} of {y.shape[0]} samples ({100 * max_zero_fraction:.0f}%) "
-                 "with an all-zero input gradient")
+    measured = {
+        "zero_samples": zero,
+        "num_samples": int(y.shape[0]),
+        "zero_fraction": zero / y.shape[0],
+        "finite": finite,
+        "median_l1_norm": float(finite_norms.median()) if finite_norms.numel() else None,
+    }
+    threshold = (
+        f"finite, and at most {allowed} of {y.shape[0]} samples ({100 * max_zero_fraction:.0f}%) "
+        "with an all-zero input gradient"
+    )
     if not finite:
         return _check("input_gradients_nonzero", False, measured, threshold, "input gradients contain NaN or inf")
     if zero > allowed:
-        return _check("input_gradients_nonzero", False, measured, threshold,
-                      f"{zero} of {y.shape[0]} samples have an all-zero input gradient (more than {allowed}): "
-                      "gradient attacks cannot move them, robust accuracy may be overestimated (gradient masking)")
-    return _check("input_gradients_nonzero", True, measured, threshold,
-                  f"input gradients are finite; {zero} of {y.shape[0]} are all-zero")
+        return _check(
+            "input_gradients_nonzero",
+            False,
+            measured,
+            threshold,
+            f"{zero} of {y.shape[0]} samples have an all-zero input gradient (more than {allowed}): "
+            "gradient attacks cannot move them, robust accuracy may be overestimated (gradient masking)",
+        )
+    return _check(
+        "input_gradients_nonzero",
+        True,
+        measured,
+        threshold,
+        f"input gradients are finite; {zero} of {y.shape[0]} are all-zero",
+    )
 
 
-def more_steps_not_weaker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
-                          seed: int = 0, weak_steps: int = 20, strong_steps: int = 50,
-                          strong_restarts: int = 2, tolerance_percent: int = STRONGER_TOLERANCE_PERCENT) -> Check:
+def more_steps_not_weaker(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    seed: int = 0,
+    weak_steps: int = 20,
+    strong_steps: int = 50,
+    strong_restarts: int = 2,
+    tolerance_percent: int = STRONGER_TOLERANCE_PERCENT,
+) -> Check:
     """Samples robust under PGD-`strong_steps` with restarts <= those robust under
     PGD-`weak_steps` + a tolerance of `tolerance_percent`% of the n samples (at least one),
     all in integer counts.
@@ -227,32 +305,76 @@ def more_steps_not_weaker(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     strong one eps/10 (finer, with more steps and random restarts); both in `norm`.
     """
     n = int(y.shape[0])
-    weak = _robust_count(model, x, y, eps=eps, step_size=eps / 4, steps=weak_steps, restarts=1,
-                         loss="ce", norm=norm, seed=seed)
-    strong = _robust_count(model, x, y, eps=eps, step_size=eps / 10, steps=strong_steps,
-                           restarts=strong_restarts, loss="ce", norm=norm, seed=seed + 1)
+    weak = _robust_count(
+        model, x, y, eps=eps, step_size=eps / 4, steps=weak_steps, restarts=1, loss="ce", norm=norm, seed=seed
+    )
+    strong = _robust_count(
+        model,
+        x,
+        y,
+        eps=eps,
+        step_size=eps / 10,
+        steps=strong_steps,
+        restarts=strong_restarts,
+        loss="ce",
+        norm=norm,
+        seed=seed + 1,
+    )
     slack = max(1, n * tolerance_percent // 100)
-    measured = {"num_samples": n, "norm": norm, "eps": eps,
-                "weak": {"steps": weak_steps, "restarts": 1, "step_size": eps / 4, "robust": weak,
-                         "robust_acc": 100 * weak / n},
-                "strong": {"steps": strong_steps, "restarts": strong_restarts, "step_size": eps / 10,
-                           "robust": strong, "robust_acc": 100 * strong / n},
-                "tolerance": slack}
-    threshold = (f"robust under PGD-{strong_steps} x{strong_restarts} <= robust under PGD-{weak_steps} + {slack} "
-                 f"sample{'s' if slack != 1 else ''} ({tolerance_percent}% of {n}, at least 1)")
+    measured = {
+        "num_samples": n,
+        "norm": norm,
+        "eps": eps,
+        "weak": {
+            "steps": weak_steps,
+            "restarts": 1,
+            "step_size": eps / 4,
+            "robust": weak,
+            "robust_acc": 100 * weak / n,
+        },
+        "strong": {
+            "steps": strong_steps,
+            "restarts": strong_restarts,
+            "step_size": eps / 10,
+            "robust": strong,
+            "robust_acc": 100 * strong / n,
+        },
+        "tolerance": slack,
+    }
+    threshold = (
+        f"robust under PGD-{strong_steps} x{strong_restarts} <= robust under PGD-{weak_steps} + {slack} "
+        f"sample{'s' if slack != 1 else ''} ({tolerance_percent}% of {n}, at least 1)"
+    )
     if strong > weak + slack:
-        return _check("more_steps_not_weaker", False, measured, threshold,
-                      f"PGD-{strong_steps} with {strong_restarts} restarts leaves {strong} of {n} samples robust, "
-                      f"more than PGD-{weak_steps}'s {weak} + {slack}: the attack is not converging "
-                      "(gradient masking or a too-large step)")
-    return _check("more_steps_not_weaker", True, measured, threshold,
-                  f"robust: PGD-{strong_steps} x{strong_restarts} {strong} <= PGD-{weak_steps} {weak} + {slack} "
-                  f"of {n}")
+        return _check(
+            "more_steps_not_weaker",
+            False,
+            measured,
+            threshold,
+            f"PGD-{strong_steps} with {strong_restarts} restarts leaves {strong} of {n} samples robust, "
+            f"more than PGD-{weak_steps}'s {weak} + {slack}: the attack is not converging "
+            "(gradient masking or a too-large step)",
+        )
+    return _check(
+        "more_steps_not_weaker",
+        True,
+        measured,
+        threshold,
+        f"robust: PGD-{strong_steps} x{strong_restarts} {strong} <= PGD-{weak_steps} {weak} + {slack} of {n}",
+    )
 
 
-def large_eps_near_zero(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None,
-                        norm: str = "linf", seed: int = 0, steps: int = 10,
-                        max_accuracy: float = LARGE_EPS_MAX_ACCURACY) -> Check:
+def large_eps_near_zero(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | None = None,
+    norm: str = "linf",
+    seed: int = 0,
+    steps: int = 10,
+    max_accuracy: float = LARGE_EPS_MAX_ACCURACY,
+) -> Check:
     """Accuracy under PGD-`steps` (steps of eps/4) on the CW margin (no softmax saturation) at a
     budget covering the input box (default 1 in L-inf, sqrt(D) in L2): at most
     floor(max_accuracy * n) of the n samples may stay correct.
@@ -263,26 +385,40 @@ def large_eps_near_zero(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     """
     eps = box_diameter(x, norm) if eps is None else eps
     n = int(y.shape[0])
-    robust, predictions = _attacked(model, x, y, eps=eps, step_size=eps / 4, steps=steps, restarts=1,
-                                    loss="margin", norm=norm, seed=seed + 2)
+    robust, predictions = _attacked(
+        model, x, y, eps=eps, step_size=eps / 4, steps=steps, restarts=1, loss="margin", norm=norm, seed=seed + 2
+    )
     correct = int(robust.sum())
     allowed = int(math.floor(max_accuracy * n + 1e-9))
     counts = torch.bincount(predictions, minlength=1)
     majority = int(counts.argmax())
     majority_share = float(counts[majority]) / predictions.numel()
-    measured = {"eps": eps, "norm": norm, "steps": steps, "correct": correct, "num_samples": n,
-                "accuracy": 100 * correct / n, "max_accuracy": 100 * max_accuracy,
-                "majority_prediction": majority, "majority_share": 100 * majority_share}
+    measured = {
+        "eps": eps,
+        "norm": norm,
+        "steps": steps,
+        "correct": correct,
+        "num_samples": n,
+        "accuracy": 100 * correct / n,
+        "max_accuracy": 100 * max_accuracy,
+        "majority_prediction": majority,
+        "majority_share": 100 * majority_share,
+    }
     threshold = f"at most {allowed} of {n} samples ({100 * max_accuracy:.0f}%) correct at {norm} eps {eps:g}"
     if correct <= allowed:
-        return _check("large_eps_near_zero", True, measured, threshold,
-                      f"{correct} of {n} correct at {norm} eps {eps:g}")
-    message = f"{correct} of {n} samples ({100 * correct / n:.1f}%) stay correct at {norm} eps {eps:g} " \
-              f"(expected <= {allowed}): "
+        return _check(
+            "large_eps_near_zero", True, measured, threshold, f"{correct} of {n} correct at {norm} eps {eps:g}"
+        )
+    message = (
+        f"{correct} of {n} samples ({100 * correct / n:.1f}%) stay correct at {norm} eps {eps:g} "
+        f"(expected <= {allowed}): "
+    )
     if bool((y[robust] == majority).all()) and majority_share >= 0.9:
-        message += (f"every surviving sample is of class {majority}, which the model predicts for "
-                    f"{100 * majority_share:.0f}% of the attacked inputs: a (nearly) constant classifier, e.g. "
-                    "undertrained, rather than a failing attack")
+        message += (
+            f"every surviving sample is of class {majority}, which the model predicts for "
+            f"{100 * majority_share:.0f}% of the attacked inputs: a (nearly) constant classifier, e.g. "
+            "undertrained, rather than a failing attack"
+        )
     else:
         message += "the attack cannot reach misclassification even with an unbounded budget (gradient masking?)"
     return _check("large_eps_near_zero", False, measured, threshold, message)
@@ -290,8 +426,10 @@ def large_eps_near_zero(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
 
 # ---- helpers ----------------------------------------------------------------------------
 
-def class_balanced_sample(data: Iterable, *, num_classes: int, max_samples: int,
-                          device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+
+def class_balanced_sample(
+    data: Iterable, *, num_classes: int, max_samples: int, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The first ceil(max_samples / C) samples of each class from (x, y) batches (at most
     max_samples in all), on `device`; (None, None) when there are none."""
     quota = max(1, math.ceil(max_samples / num_classes))
@@ -326,8 +464,19 @@ def _robust_count(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **attack: 
     return int(robust.sum())
 
 
-def _attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
-              steps: int, restarts: int, loss: str, norm: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _attacked(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    restarts: int,
+    loss: str,
+    norm: str,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(robust bool [n]: correct clean and under PGD, predictions int64 [n] on the attacked
     inputs, the clean prediction for samples already wrong, which are not attacked)."""
     from robustfair.attacks import pgd
@@ -341,8 +490,19 @@ def _attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     # Only clean-correct samples can be robust: attacking the rest would cost without telling.
     keep = torch.nonzero(correct).squeeze(1)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    x_adv = pgd(model, x[keep], y[keep], eps=eps, step_size=step_size, steps=steps, norm=norm, loss=loss,
-                start="uniform", restarts=restarts, generator=generator)
+    x_adv = pgd(
+        model,
+        x[keep],
+        y[keep],
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        norm=norm,
+        loss=loss,
+        start="uniform",
+        restarts=restarts,
+        generator=generator,
+    )
     with torch.no_grad():
         adversarial = model(x_adv).argmax(1)
     predictions[keep] = adversarial
@@ -359,8 +519,13 @@ def _guarded(name: str, run: Callable[[], Check]) -> Check:
 
 
 def _check(name: str, passed: bool, measured: Mapping[str, Any], threshold: str, message: str) -> Check:
-    return {"name": name, "passed": bool(passed), "measured": _jsonable(measured), "threshold": threshold,
-            "message": message}
+    return {
+        "name": name,
+        "passed": bool(passed),
+        "measured": _jsonable(measured),
+        "threshold": threshold,
+        "message": message,
+    }
 
 
 def _percent(values: np.ndarray) -> list[float | None]:
@@ -379,5 +544,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["run_sanity_checks", "box_diameter", "robust_not_above_clean", "outputs_are_logits",
-           "input_gradients_nonzero", "more_steps_not_weaker", "large_eps_near_zero", "class_balanced_sample"]
+__all__ = [
+    "run_sanity_checks",
+    "box_diameter",
+    "robust_not_above_clean",
+    "outputs_are_logits",
+    "input_gradients_nonzero",
+    "more_steps_not_weaker",
+    "large_eps_near_zero",
+    "class_balanced_sample",
+]

@@ -17,8 +17,14 @@ from typing import Any
 from torch import nn
 
 from robustfair.errors import ConfigError
-from robustfair.models.factory import (build_factory_model, factory_path_of, import_factory, is_factory_path,
-                                       is_object_model_name, object_model_name)
+from robustfair.models.factory import (
+    build_factory_model,
+    factory_path_of,
+    import_factory,
+    is_factory_path,
+    is_object_model_name,
+    object_model_name,
+)
 from robustfair.models.normalize import Normalize, NormalizeSpec
 from robustfair.models.preact_resnet import PreActResNet, preact_resnet18
 from robustfair.models.resnet import ResNet, resnet18
@@ -26,15 +32,18 @@ from robustfair.models.small import MLP, SmallCNN, mlp, small_cnn
 from robustfair.models.wide_resnet import WideResNet, wide_resnet, wrn28_10, wrn34_10
 from robustfair.registry import Registry
 
-MODELS: Registry = Registry("model", {
-    "preact_resnet18": preact_resnet18,
-    "resnet18": resnet18,
-    "wide_resnet": wide_resnet,
-    "wrn28_10": wrn28_10,
-    "wrn34_10": wrn34_10,
-    "small_cnn": small_cnn,
-    "mlp": mlp,
-})
+MODELS: Registry = Registry(
+    "model",
+    {
+        "preact_resnet18": preact_resnet18,
+        "resnet18": resnet18,
+        "wide_resnet": wide_resnet,
+        "wrn28_10": wrn28_10,
+        "wrn34_10": wrn34_10,
+        "small_cnn": small_cnn,
+        "mlp": mlp,
+    },
+)
 
 _SHARED_ARGUMENTS = ("num_classes", "in_channels", "input_size", "normalize")
 
@@ -45,8 +54,15 @@ def model_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in signature.parameters.values() if p.name not in _SHARED_ARGUMENTS}
 
 
-def build_model(name: str, *, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, ...] = 32,
-                normalize: NormalizeSpec | None = None, **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, ...] = 32,
+    normalize: NormalizeSpec | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build the registered model `name`.
 
     num_classes: outputs; in_channels: C of the input (D for tabular `mlp`);
@@ -66,8 +82,9 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, input_size
     for option in ("hidden_sizes", "conv_channels"):
         if isinstance(kwargs.get(option), list):
             kwargs[option] = tuple(kwargs[option])
-    return constructor(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                       normalize=normalize, **kwargs)
+    return constructor(
+        num_classes=num_classes, in_channels=in_channels, input_size=input_size, normalize=normalize, **kwargs
+    )
 
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
@@ -83,6 +100,21 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
     }
 
 
-__all__ = ["MODELS", "build_model", "model_options", "model_summary", "build_factory_model", "import_factory",
-           "is_factory_path", "is_object_model_name", "object_model_name", "factory_path_of", "Normalize",
-           "PreActResNet", "ResNet", "WideResNet", "SmallCNN", "MLP"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "model_options",
+    "model_summary",
+    "build_factory_model",
+    "import_factory",
+    "is_factory_path",
+    "is_object_model_name",
+    "object_model_name",
+    "factory_path_of",
+    "Normalize",
+    "PreActResNet",
+    "ResNet",
+    "WideResNet",
+    "SmallCNN",
+    "MLP",
+]

@@ -25,7 +25,8 @@ import inspect
 import os
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -95,8 +96,10 @@ def _import_module(module_name: str, path: str) -> Any:
             raise ConfigError(f"model.name {path!r}: importing {module_name!r} failed: {_first_line(err)}") from None
         cwd = os.getcwd()
         if cwd in sys.path or "" in sys.path:
-            raise ConfigError(f"model.name {path!r}: no module named {missing!r} (searched the current directory "
-                              "and sys.path; set PYTHONPATH to the directory holding it)") from None
+            raise ConfigError(
+                f"model.name {path!r}: no module named {missing!r} (searched the current directory "
+                "and sys.path; set PYTHONPATH to the directory holding it)"
+            ) from None
         sys.path.append(cwd)  # after everything installed, so a local file never shadows a package
         importlib.invalidate_caches()
         return _import_module(module_name, path)
@@ -107,20 +110,26 @@ def _import_module(module_name: str, path: str) -> Any:
 def import_factory(path: str) -> Callable[..., Any]:
     """The callable named by `package.module:factory` (importing the module); ConfigError if absent."""
     if not isinstance(path, str) or not FACTORY_PATTERN.match(path):
-        raise ConfigError(f"model.name {path!r}: expected a registry name or {FACTORY_SYNTAX} "
-                          "(for example my_models:small_net)")
+        raise ConfigError(
+            f"model.name {path!r}: expected a registry name or {FACTORY_SYNTAX} (for example my_models:small_net)"
+        )
     module_name, qualname = path.split(":", 1)
     module = _import_module(module_name, path)
     try:
         factory = _resolve_attribute(module, qualname)
     except AttributeError:
-        callables = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-                           and getattr(v, "__module__", None) == module.__name__)
+        callables = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         close = difflib.get_close_matches(qualname, callables, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = f" callables defined there: {', '.join(callables[:12])}" if callables else ""
-        raise ConfigError(f"model.name {path!r}: module {module_name!r} has no attribute {qualname!r}{hint}"
-                          f"{';' + listed if listed else ''}") from None
+        raise ConfigError(
+            f"model.name {path!r}: module {module_name!r} has no attribute {qualname!r}{hint}"
+            f"{';' + listed if listed else ''}"
+        ) from None
     if not callable(factory):
         raise ConfigError(f"model.name {path!r}: {qualname!r} is a {type(factory).__name__}, not a function or class")
     return factory
@@ -134,13 +143,21 @@ def factory_parameters(factory: Callable[..., Any]) -> set[str] | None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    return {
+        p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
 
 
-def call_factory(factory: Callable[..., Any], label: str, kwargs: dict[str, Any], *, num_classes: int,
-                 in_channels: int, input_size: int | tuple[int, ...],
-                 normalize: tuple[Any, Any] | None = None) -> nn.Module:
+def call_factory(
+    factory: Callable[..., Any],
+    label: str,
+    kwargs: dict[str, Any],
+    *,
+    num_classes: int,
+    in_channels: int,
+    input_size: int | tuple[int, ...],
+    normalize: tuple[Any, Any] | None = None,
+) -> nn.Module:
     """factory(**kwargs, plus the shared arguments it declares) -> nn.Module, or one-line ConfigError."""
     accepted = factory_parameters(factory)
     shared = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
@@ -150,16 +167,20 @@ def call_factory(factory: Callable[..., Any], label: str, kwargs: dict[str, Any]
             arguments[name] = value
     if normalize is not None:
         if accepted is not None and "normalize" not in accepted:
-            raise ConfigError(f"model.normalize_mean: the factory {label!r} takes no 'normalize' argument; "
-                              "put the normalisation inside your model (robustfair.models.Normalize)")
+            raise ConfigError(
+                f"model.normalize_mean: the factory {label!r} takes no 'normalize' argument; "
+                "put the normalisation inside your model (robustfair.models.Normalize)"
+            )
         arguments["normalize"] = normalize
     if accepted is not None:
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             close = difflib.get_close_matches(unknown[0], sorted(accepted), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"model.kwargs.{unknown[0]}: {label!r} has no parameter {unknown[0]!r}{hint} "
-                              f"(its parameters: {', '.join(sorted(accepted)) or 'none'})")
+            raise ConfigError(
+                f"model.kwargs.{unknown[0]}: {label!r} has no parameter {unknown[0]!r}{hint} "
+                f"(its parameters: {', '.join(sorted(accepted)) or 'none'})"
+            )
     try:
         model = factory(**arguments)
     except ConfigError:
@@ -167,18 +188,40 @@ def call_factory(factory: Callable[..., Any], label: str, kwargs: dict[str, Any]
     except Exception as err:  # the user's code: one line naming it, not a traceback
         raise ConfigError(f"model.name {label!r}: building the model failed: {_first_line(err)}") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model.name {label!r}: the factory returned a {type(model).__name__}, "
-                          "not a torch.nn.Module")
+        raise ConfigError(f"model.name {label!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
-def build_factory_model(path: str, kwargs: dict[str, Any] | None = None, *, num_classes: int,
-                        in_channels: int = 3, input_size: int | tuple[int, ...] = 32,
-                        normalize: tuple[Any, Any] | None = None) -> nn.Module:
+def build_factory_model(
+    path: str,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, ...] = 32,
+    normalize: tuple[Any, Any] | None = None,
+) -> nn.Module:
     """Import `package.module:factory` and build the model (see the module docstring)."""
-    return call_factory(import_factory(path), path, dict(kwargs or {}), num_classes=num_classes,
-                        in_channels=in_channels, input_size=input_size, normalize=normalize)
+    return call_factory(
+        import_factory(path),
+        path,
+        dict(kwargs or {}),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        normalize=normalize,
+    )
 
 
-__all__ = ["is_factory_path", "is_object_model_name", "object_model_name", "factory_path_of", "import_factory",
-           "factory_parameters", "call_factory", "build_factory_model", "FACTORY_PATTERN", "SHARED_ARGUMENTS"]
+__all__ = [
+    "is_factory_path",
+    "is_object_model_name",
+    "object_model_name",
+    "factory_path_of",
+    "import_factory",
+    "factory_parameters",
+    "call_factory",
+    "build_factory_model",
+    "FACTORY_PATTERN",
+    "SHARED_ARGUMENTS",
+]

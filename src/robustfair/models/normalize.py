@@ -7,7 +7,7 @@ model's first layer rather than a loader transform (RobustBench's convention).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -46,8 +46,10 @@ class Normalize(nn.Module):
         if (std_vector <= 0).any():
             raise ConfigError(f"normalize.std: {std!r} must be > 0 for every channel")
         if mean_vector.numel() != std_vector.numel() and 1 not in (mean_vector.numel(), std_vector.numel()):
-            raise ConfigError(f"normalize: mean has {mean_vector.numel()} values but std has "
-                              f"{std_vector.numel()}; give one value or one per channel for each")
+            raise ConfigError(
+                f"normalize: mean has {mean_vector.numel()} values but std has "
+                f"{std_vector.numel()}; give one value or one per channel for each"
+            )
         self.register_buffer("mean", mean_vector)
         self.register_buffer("std", std_vector)
 
@@ -80,6 +82,8 @@ def make_normalize(normalize: NormalizeSpec | None, in_channels: int) -> nn.Modu
         raise ConfigError(f"normalize: expected (mean, std), got {normalize!r}")
     layer = Normalize(*normalize)
     if layer.num_channels not in (1, in_channels):
-        raise ConfigError(f"normalize: {layer.num_channels} values per statistic but the model has "
-                          f"in_channels={in_channels}; give one value or {in_channels}")
+        raise ConfigError(
+            f"normalize: {layer.num_channels} values per statistic but the model has "
+            f"in_channels={in_channels}; give one value or {in_channels}"
+        )
     return layer

@@ -48,8 +48,14 @@ class PreActResNet(nn.Module):
     x: [B, in_channels, H, W] in [0, 1] (any H, W) -> logits [B, num_classes].
     """
 
-    def __init__(self, blocks_per_stage: tuple[int, int, int, int] = (2, 2, 2, 2), *,
-                 num_classes: int = 10, in_channels: int = 3, normalize: NormalizeSpec | None = None):
+    def __init__(
+        self,
+        blocks_per_stage: tuple[int, int, int, int] = (2, 2, 2, 2),
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        normalize: NormalizeSpec | None = None,
+    ):
         super().__init__()
         check_positive(num_classes, "num_classes")
         check_positive(in_channels, "in_channels")
@@ -74,7 +80,12 @@ class PreActResNet(nn.Module):
         return self.linear(out)
 
 
-def preact_resnet18(*, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, int] = 32,
-                    normalize: NormalizeSpec | None = None) -> PreActResNet:
+def preact_resnet18(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] = 32,
+    normalize: NormalizeSpec | None = None,
+) -> PreActResNet:
     """PreActResNet-18 (FRL's model). input_size is accepted for any value: the network pools globally."""
     return PreActResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, normalize=normalize)

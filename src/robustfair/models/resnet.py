@@ -27,8 +27,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -42,8 +43,14 @@ class ResNet(nn.Module):
     x: [B, in_channels, H, W] in [0, 1] (any H, W) -> logits [B, num_classes].
     """
 
-    def __init__(self, blocks_per_stage: tuple[int, int, int, int] = (2, 2, 2, 2), *,
-                 num_classes: int = 10, in_channels: int = 3, normalize: NormalizeSpec | None = None):
+    def __init__(
+        self,
+        blocks_per_stage: tuple[int, int, int, int] = (2, 2, 2, 2),
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        normalize: NormalizeSpec | None = None,
+    ):
         super().__init__()
         check_positive(num_classes, "num_classes")
         check_positive(in_channels, "in_channels")
@@ -68,7 +75,12 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-def resnet18(*, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, int] = 32,
-             normalize: NormalizeSpec | None = None) -> ResNet:
+def resnet18(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] = 32,
+    normalize: NormalizeSpec | None = None,
+) -> ResNet:
     """ResNet-18 (CIFAR variant, BAT's model). Any input_size works: the network pools globally."""
     return ResNet((2, 2, 2, 2), num_classes=num_classes, in_channels=in_channels, normalize=normalize)

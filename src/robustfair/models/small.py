@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +27,18 @@ class SmallCNN(nn.Module):
     x: [B, in_channels, H, W] in [0, 1] -> logits [B, num_classes].
     """
 
-    def __init__(self, *, num_classes: int = 10, in_channels: int = 1, input_size: InputSize = 28,
-                 normalize: NormalizeSpec | None = None, conv_channels: Sequence[int] = (32, 64),
-                 fc_width: int = 200, dropout: float = 0.5, padding: int | None = None):
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: InputSize = 28,
+        normalize: NormalizeSpec | None = None,
+        conv_channels: Sequence[int] = (32, 64),
+        fc_width: int = 200,
+        dropout: float = 0.5,
+        padding: int | None = None,
+    ):
         super().__init__()
         check_positive(num_classes, "num_classes")
         check_positive(in_channels, "in_channels")
@@ -52,8 +61,10 @@ class SmallCNN(nn.Module):
 
         out_h, out_w = side_after(height), side_after(width)
         if out_h < 1 or out_w < 1:
-            raise ConfigError(f"input_size: {input_size!r} is too small for SmallCNN with padding={padding}; "
-                              "use padding 1 or a larger input")
+            raise ConfigError(
+                f"input_size: {input_size!r} is too small for SmallCNN with padding={padding}; "
+                "use padding 1 or a larger input"
+            )
         self.normalize = make_normalize(normalize, in_channels)
         self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=padding)
         self.conv2 = nn.Conv2d(c1, c1, 3, padding=padding)
@@ -91,9 +102,16 @@ class MLP(nn.Module):
     empty: a linear model). x: [B, in_channels, *spatial] in [0, 1] -> logits [B, num_classes].
     """
 
-    def __init__(self, *, num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32,
-                 normalize: NormalizeSpec | None = None, hidden_sizes: Sequence[int] = (256, 256),
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: InputSize = 32,
+        normalize: NormalizeSpec | None = None,
+        hidden_sizes: Sequence[int] = (256, 256),
+        dropout: float = 0.0,
+    ):
         super().__init__()
         check_positive(num_classes, "num_classes")
         check_positive(in_channels, "in_channels")
@@ -118,18 +136,45 @@ class MLP(nn.Module):
         return self.head(out)
 
 
-def small_cnn(*, num_classes: int, in_channels: int = 3, input_size: InputSize = 32,
-              normalize: NormalizeSpec | None = None, conv_channels: Sequence[int] = (32, 64),
-              fc_width: int = 200, dropout: float = 0.5, padding: int | None = None) -> SmallCNN:
+def small_cnn(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: InputSize = 32,
+    normalize: NormalizeSpec | None = None,
+    conv_channels: Sequence[int] = (32, 64),
+    fc_width: int = 200,
+    dropout: float = 0.5,
+    padding: int | None = None,
+) -> SmallCNN:
     """SmallCNN sized for `input_size` (see SmallCNN)."""
-    return SmallCNN(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                    normalize=normalize, conv_channels=conv_channels, fc_width=fc_width,
-                    dropout=dropout, padding=padding)
+    return SmallCNN(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        normalize=normalize,
+        conv_channels=conv_channels,
+        fc_width=fc_width,
+        dropout=dropout,
+        padding=padding,
+    )
 
 
-def mlp(*, num_classes: int, in_channels: int = 3, input_size: InputSize = 32,
-        normalize: NormalizeSpec | None = None, hidden_sizes: Sequence[int] = (256, 256),
-        dropout: float = 0.0) -> MLP:
+def mlp(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: InputSize = 32,
+    normalize: NormalizeSpec | None = None,
+    hidden_sizes: Sequence[int] = (256, 256),
+    dropout: float = 0.0,
+) -> MLP:
     """MLP on the flattened input (see MLP)."""
-    return MLP(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-               normalize=normalize, hidden_sizes=hidden_sizes, dropout=dropout)
+    return MLP(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        normalize=normalize,
+        hidden_sizes=hidden_sizes,
+        dropout=dropout,
+    )

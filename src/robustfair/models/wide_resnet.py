@@ -37,8 +37,9 @@ class WideBasicBlock(nn.Module):
         self.equal_in_out = in_planes == out_planes
         # The reference code only projects when the width changes (a stride change alone
         # never happens in WRN); camelCase keeps its checkpoint keys.
-        self.convShortcut = None if self.equal_in_out else nn.Conv2d(
-            in_planes, out_planes, 1, stride=stride, padding=0, bias=False)
+        self.convShortcut = (
+            None if self.equal_in_out else nn.Conv2d(in_planes, out_planes, 1, stride=stride, padding=0, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = F.relu(self.bn1(x))
@@ -55,9 +56,12 @@ class NetworkBlock(nn.Module):
 
     def __init__(self, num_blocks: int, in_planes: int, out_planes: int, stride: int, dropout: float):
         super().__init__()
-        self.layer = nn.Sequential(*[
-            WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, dropout)
-            for i in range(num_blocks)])
+        self.layer = nn.Sequential(
+            *[
+                WideBasicBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, dropout)
+                for i in range(num_blocks)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -69,8 +73,16 @@ class WideResNet(nn.Module):
     dropout: probability inside each block (0 in TRADES/Madry); depth - 4 must divide by 6.
     """
 
-    def __init__(self, depth: int = 34, widen_factor: int = 10, dropout: float = 0.0, *,
-                 num_classes: int = 10, in_channels: int = 3, normalize: NormalizeSpec | None = None):
+    def __init__(
+        self,
+        depth: int = 34,
+        widen_factor: int = 10,
+        dropout: float = 0.0,
+        *,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        normalize: NormalizeSpec | None = None,
+    ):
         super().__init__()
         check_positive(num_classes, "num_classes")
         check_positive(in_channels, "in_channels")
@@ -106,21 +118,41 @@ class WideResNet(nn.Module):
         return self.fc(out)
 
 
-def wide_resnet(*, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, int] = 32,
-                normalize: NormalizeSpec | None = None, depth: int = 34, widen_factor: int = 10,
-                dropout: float = 0.0) -> WideResNet:
+def wide_resnet(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] = 32,
+    normalize: NormalizeSpec | None = None,
+    depth: int = 34,
+    widen_factor: int = 10,
+    dropout: float = 0.0,
+) -> WideResNet:
     """WideResNet of any depth (6n + 4) and width. Any input_size works: the network pools globally."""
-    return WideResNet(depth, widen_factor, dropout, num_classes=num_classes, in_channels=in_channels,
-                      normalize=normalize)
+    return WideResNet(
+        depth, widen_factor, dropout, num_classes=num_classes, in_channels=in_channels, normalize=normalize
+    )
 
 
-def wrn28_10(*, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, int] = 32,
-             normalize: NormalizeSpec | None = None, dropout: float = 0.0) -> WideResNet:
+def wrn28_10(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] = 32,
+    normalize: NormalizeSpec | None = None,
+    dropout: float = 0.0,
+) -> WideResNet:
     """WRN-28-10."""
     return WideResNet(28, 10, dropout, num_classes=num_classes, in_channels=in_channels, normalize=normalize)
 
 
-def wrn34_10(*, num_classes: int, in_channels: int = 3, input_size: int | tuple[int, int] = 32,
-             normalize: NormalizeSpec | None = None, dropout: float = 0.0) -> WideResNet:
+def wrn34_10(
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    input_size: int | tuple[int, int] = 32,
+    normalize: NormalizeSpec | None = None,
+    dropout: float = 0.0,
+) -> WideResNet:
     """WRN-34-10 (TRADES' CIFAR-10 model)."""
     return WideResNet(34, 10, dropout, num_classes=num_classes, in_channels=in_channels, normalize=normalize)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from robustfair.errors import DataError
 from robustfair.report.runs import RunRecord, attack_label
@@ -61,8 +62,9 @@ def config_key(config: Mapping[str, Any], ignored: Sequence[str] = DEFAULT_IGNOR
     return json.dumps(stripped, sort_keys=True)
 
 
-def group_runs(runs: Sequence[RunRecord], *, ignored: Sequence[str] = DEFAULT_IGNORED,
-               group: bool = True) -> list[RunGroup]:
+def group_runs(
+    runs: Sequence[RunRecord], *, ignored: Sequence[str] = DEFAULT_IGNORED, group: bool = True
+) -> list[RunGroup]:
     """Group runs by config (ignoring `ignored`); `group=False` gives one group per run.
 
     A run without config.yaml is never grouped with another.
@@ -123,13 +125,16 @@ def ranking_problem(run: RunRecord, result: Mapping[str, Any]) -> str | None:
     num_classes = len(result.get("classes") or (result.get("per_class") or {}).get("clean_acc") or [])
     clean = (result.get("summary") or {}).get("avg_std_err")
     if num_classes >= 2 and clean is not None and not clean < chance_floor(num_classes):
-        return (f"clean error {clean:.2f} % is at chance level (not below {chance_floor(num_classes):.2f} %: chance "
-                f"{100.0 * (1 - 1 / num_classes):.2f} % for {num_classes} classes minus {CHANCE_MARGIN:g} points)")
+        return (
+            f"clean error {clean:.2f} % is at chance level (not below {chance_floor(num_classes):.2f} %: chance "
+            f"{100.0 * (1 - 1 / num_classes):.2f} % for {num_classes} classes minus {CHANCE_MARGIN:g} points)"
+        )
     return None
 
 
-def ranking_problems(groups: Sequence[RunGroup], *, which: str = "last",
-                     attack: str | None = None) -> dict[str, list[str]]:
+def ranking_problems(
+    groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None
+) -> dict[str, list[str]]:
     """Group label -> the reasons its row may not be bold: "seed k: reason" per run of a
     group of several runs, the bare reason for a single run."""
     problems: dict[str, list[str]] = {}
@@ -143,12 +148,15 @@ def ranking_problems(groups: Sequence[RunGroup], *, which: str = "last",
 
 def ranking_notes(groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None) -> list[str]:
     """One line per row left out of the bold marking, naming it and why; [] when none is."""
-    return [f"not marked best: {label}: {'; '.join(reasons)}"
-            for label, reasons in ranking_problems(groups, which=which, attack=attack).items()]
+    return [
+        f"not marked best: {label}: {'; '.join(reasons)}"
+        for label, reasons in ranking_problems(groups, which=which, attack=attack).items()
+    ]
 
 
-def summary_rows(groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None,
-                 bold: bool = True) -> tuple[list[str], list[list]]:
+def summary_rows(
+    groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None, bold: bool = True
+) -> tuple[list[str], list[list]]:
     """(header, rows): one row per group, the six error columns in %, mean ± std over its runs.
 
     A "runs" column appears when some group holds more than one run. With bold, the lowest
@@ -168,8 +176,9 @@ def summary_rows(groups: Sequence[RunGroup], *, which: str = "last", attack: str
     return header, rows
 
 
-def per_class_rows(groups: Sequence[RunGroup], *, which: str = "last",
-                   attack: str | None = None) -> tuple[list[str], list[list]]:
+def per_class_rows(
+    groups: Sequence[RunGroup], *, which: str = "last", attack: str | None = None
+) -> tuple[list[str], list[list]]:
     """(header, rows): for each group a clean-error row and a robust-error row, one column per
     class, in %, mean ± std over the group's runs. The runs must share their classes."""
     classes = common_classes(groups, which, attack)
@@ -194,8 +203,10 @@ def common_classes(groups: Sequence[RunGroup], which: str = "last", attack: str 
             if classes is None:
                 classes = names
             elif names != classes:
-                raise DataError(f"run {str(run.path)!r} has classes {names[:4]}... but an earlier run has "
-                                f"{classes[:4]}...; per-class tables need runs on the same dataset")
+                raise DataError(
+                    f"run {str(run.path)!r} has classes {names[:4]}... but an earlier run has "
+                    f"{classes[:4]}...; per-class tables need runs on the same dataset"
+                )
     return classes or []
 
 
@@ -205,8 +216,11 @@ def comparison_notes(groups: Sequence[RunGroup], *, which: str = "last", attack:
     seen: dict[str, dict[str, list[str]]] = {"dataset": {}, "attack": {}, "samples": {}}
     for g in groups:
         for run, result in zip(g.runs, g.results(which, attack)):
-            for field, value in (("dataset", str(result.get("dataset", "?"))), ("attack", attack_label(result)),
-                                 ("samples", str(result.get("num_samples", sum(result["per_class"].get("count", [])))))):
+            for field, value in (
+                ("dataset", str(result.get("dataset", "?"))),
+                ("attack", attack_label(result)),
+                ("samples", str(result.get("num_samples", sum(result["per_class"].get("count", []))))),
+            ):
                 seen[field].setdefault(value, []).append(run.label)
     for field, values in seen.items():
         if len(values) > 1:
@@ -215,8 +229,14 @@ def comparison_notes(groups: Sequence[RunGroup], *, which: str = "last", attack:
     return notes
 
 
-def comparison_text(groups: Sequence[RunGroup], *, fmt: str = "markdown", which: str = "last",
-                    attack: str | None = None, per_class: bool = True) -> str:
+def comparison_text(
+    groups: Sequence[RunGroup],
+    *,
+    fmt: str = "markdown",
+    which: str = "last",
+    attack: str | None = None,
+    per_class: bool = True,
+) -> str:
     """The whole `robustfair compare` output: summary table, then the per-class table."""
     header, rows = summary_rows(groups, which=which, attack=attack, bold=fmt != "csv")
     first = groups[0].results(which, attack)[0] if groups else {}
@@ -231,6 +251,20 @@ def comparison_text(groups: Sequence[RunGroup], *, fmt: str = "markdown", which:
     return "\n\n".join(parts)
 
 
-__all__ = ["RunGroup", "group_runs", "config_key", "summary_rows", "per_class_rows", "comparison_notes",
-           "comparison_text", "common_classes", "DEFAULT_IGNORED", "CHANCE_MARGIN", "chance_floor",
-           "failed_sanity_checks", "ranking_problem", "ranking_problems", "ranking_notes"]
+__all__ = [
+    "RunGroup",
+    "group_runs",
+    "config_key",
+    "summary_rows",
+    "per_class_rows",
+    "comparison_notes",
+    "comparison_text",
+    "common_classes",
+    "DEFAULT_IGNORED",
+    "CHANCE_MARGIN",
+    "chance_floor",
+    "failed_sanity_checks",
+    "ranking_problem",
+    "ranking_problems",
+    "ranking_notes",
+]

@@ -20,8 +20,8 @@ A cell is marked `*` when the t-interval excludes 0. With 3 seeds this is a weak
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from robustfair.errors import ConfigError
 from robustfair.report.compare import RunGroup
@@ -78,13 +78,15 @@ def _summary_value(result: dict, key: str) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def paired_difference(group: RunGroup, baseline: RunGroup, key: str, *, which: str = "last",
-                      attack: str | None = None) -> PairedDifference:
+def paired_difference(
+    group: RunGroup, baseline: RunGroup, key: str, *, which: str = "last", attack: str | None = None
+) -> PairedDifference:
     """Differences of summary `key` over the seeds both groups have finished, in seed order."""
     base = {run.seed: _summary_value(res, key) for run, res in zip(baseline.runs, baseline.results(which, attack))}
     mine = {run.seed: _summary_value(res, key) for run, res in zip(group.runs, group.results(which, attack))}
-    shared = sorted((s for s in mine if s in base and mine[s] is not None and base[s] is not None),
-                    key=lambda s: (str(type(s)), s))
+    shared = sorted(
+        (s for s in mine if s in base and mine[s] is not None and base[s] is not None), key=lambda s: (str(type(s)), s)
+    )
     return PairedDifference(tuple(shared), tuple(mine[s] - base[s] for s in shared))
 
 
@@ -104,8 +106,9 @@ def _signed(value: float, digits: int = 2) -> str:
     return f"{value:+.{digits}f}"
 
 
-def paired_rows(groups: Sequence[RunGroup], baseline: RunGroup, *, which: str = "last",
-                attack: str | None = None) -> tuple[list[str], list[list], list[list]]:
+def paired_rows(
+    groups: Sequence[RunGroup], baseline: RunGroup, *, which: str = "last", attack: str | None = None
+) -> tuple[list[str], list[list], list[list]]:
     """(header, interval rows, per-seed rows) for every group other than the baseline."""
     header = ["run", "seeds"] + [label for _, label in SUMMARY_COLUMNS]
     interval_rows, seed_rows = [], []
@@ -126,28 +129,43 @@ def paired_rows(groups: Sequence[RunGroup], baseline: RunGroup, *, which: str = 
                 cell += f" [{_signed(interval[0], 1)}, {_signed(interval[1], 1)}]" + ("*" if diff.excludes_zero else "")
             interval_cells.append(cell)
             p = diff.sign_test_p
-            seed_cells.append(" / ".join(_signed(d, 1) for d in diff.differences)
-                              + (f" (p={p:.2f})" if p is not None else ""))
+            seed_cells.append(
+                " / ".join(_signed(d, 1) for d in diff.differences) + (f" (p={p:.2f})" if p is not None else "")
+            )
         label_seeds = ", ".join(str(s) for s in seeds) or "none shared"
         interval_rows.append([group.label, label_seeds] + interval_cells)
         seed_rows.append([group.label, label_seeds] + seed_cells)
     return header, interval_rows, seed_rows
 
 
-def paired_text(groups: Sequence[RunGroup], baseline_name: str, *, fmt: str = "markdown", which: str = "last",
-                attack: str | None = None) -> str:
+def paired_text(
+    groups: Sequence[RunGroup],
+    baseline_name: str,
+    *,
+    fmt: str = "markdown",
+    which: str = "last",
+    attack: str | None = None,
+) -> str:
     """Two tables: mean paired difference with its 95 % t-interval, and the per-seed differences."""
     baseline = find_baseline(groups, baseline_name)
     header, interval_rows, seed_rows = paired_rows(groups, baseline, which=which, attack=attack)
     if not interval_rows:
         raise ConfigError(f"--baseline {baseline_name!r}: there is no other row to compare with it")
     plain = fmt == "csv"
-    first = (f"paired difference vs {baseline.label} (method - baseline, percentage points of error, "
-             f"same seed; mean [95 % t-interval over seeds]; * = the interval excludes 0)")
-    second = (f"per-seed differences vs {baseline.label} in seed order (percentage points), "
-              f"with the two-sided sign-test p-value over seeds")
-    return "\n\n".join([format_table(header, interval_rows, fmt, caption=None if plain else first),
-                        format_table(header, seed_rows, fmt, caption=None if plain else second)])
+    first = (
+        f"paired difference vs {baseline.label} (method - baseline, percentage points of error, "
+        f"same seed; mean [95 % t-interval over seeds]; * = the interval excludes 0)"
+    )
+    second = (
+        f"per-seed differences vs {baseline.label} in seed order (percentage points), "
+        f"with the two-sided sign-test p-value over seeds"
+    )
+    return "\n\n".join(
+        [
+            format_table(header, interval_rows, fmt, caption=None if plain else first),
+            format_table(header, seed_rows, fmt, caption=None if plain else second),
+        ]
+    )
 
 
 __all__ = ["PairedDifference", "paired_difference", "paired_rows", "paired_text", "find_baseline", "CONFIDENCE"]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,8 +42,14 @@ def _short(names: Sequence[str], width: int = 10) -> list[str]:
     return [n if len(n) <= width else n[: width - 1] + "." for n in names]
 
 
-def per_class_error_figure(labels: Sequence[str], classes: Sequence[str], clean_errors: Sequence[Sequence[float]],
-                           robust_errors: Sequence[Sequence[float]], *, title: str = "") -> Figure:
+def per_class_error_figure(
+    labels: Sequence[str],
+    classes: Sequence[str],
+    clean_errors: Sequence[Sequence[float]],
+    robust_errors: Sequence[Sequence[float]],
+    *,
+    title: str = "",
+) -> Figure:
     """Grouped bars: one group per class, one bar per run; clean error on top, robust below (in %)."""
     n_runs, n_classes = len(labels), len(classes)
     fig = Figure(figsize=(max(8.0, 0.5 * n_classes * max(1, n_runs) ** 0.5 + 3), 6.5))
@@ -55,10 +62,13 @@ def per_class_error_figure(labels: Sequence[str], classes: Sequence[str], clean_
         ax.set_ylabel(name)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=min(n_runs, 4), loc="lower left", bbox_to_anchor=(0.0, 1.01),
-                   frameon=False)  # above the axes, never over the bars
+    axes[0].legend(
+        fontsize=8, ncol=min(n_runs, 4), loc="lower left", bbox_to_anchor=(0.0, 1.01), frameon=False
+    )  # above the axes, never over the bars
     axes[1].set_xticks(x)
-    axes[1].set_xticklabels(_short(classes), rotation=45 if n_classes > 10 else 0, ha="right" if n_classes > 10 else "center")
+    axes[1].set_xticklabels(
+        _short(classes), rotation=45 if n_classes > 10 else 0, ha="right" if n_classes > 10 else "center"
+    )
     if title:
         axes[0].set_title(title, pad=22)
     fig.tight_layout()
@@ -84,8 +94,15 @@ def confusion_figure(matrix: Sequence[Sequence[float]], classes: Sequence[str], 
         for i in range(n):
             for j in range(n):
                 if totals[i, 0] > 0:
-                    ax.text(j, i, f"{shares[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if shares[i, j] > 50 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{shares[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shares[i, j] > 50 else "black",
+                    )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     if title:
@@ -129,8 +146,9 @@ def steps_to_flip_figure(analysis: Mapping[str, Any]) -> Figure:
     top_edge = right.get_xaxis_transform()
     for c in range(n):
         if not math.isnan(never[c]) and never[c] > 0:
-            right.text(c, 0.97, f"{100 * never[c]:.0f}%", transform=top_edge, ha="center", va="top",
-                       fontsize=7, color="C3")
+            right.text(
+                c, 0.97, f"{100 * never[c]:.0f}%", transform=top_edge, ha="center", va="top", fontsize=7, color="C3"
+            )
     right.set_xticks(range(n))
     right.set_xticklabels(_short(classes, 8), rotation=45, ha="right", fontsize=8)
     right.set_xlim(-0.7, n - 0.3)
@@ -223,12 +241,23 @@ def training_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[str]
     lr_ax.set_ylabel("learning rate", color="C7")
     loss_ax.set_title("training")
     handles = loss_ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
-    loss_ax.legend(handles, [h.get_label() for h in handles], fontsize=8, ncol=2, loc="upper center",
-                   bbox_to_anchor=(0.5, -0.16), frameon=False)
+    loss_ax.legend(
+        handles,
+        [h.get_label() for h in handles],
+        fontsize=8,
+        ncol=2,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        frameon=False,
+    )
 
     if with_val:
-        for key, label, style in (("avg_std_err", "avg clean", "C0-"), ("worst_std_err", "worst clean", "C0--"),
-                                  ("avg_rob_err", "avg robust", "C3-"), ("worst_rob_err", "worst robust", "C3--")):
+        for key, label, style in (
+            ("avg_std_err", "avg clean", "C0-"),
+            ("worst_std_err", "worst clean", "C0--"),
+            ("avg_rob_err", "avg robust", "C3-"),
+            ("worst_rob_err", "worst robust", "C3--"),
+        ):
             val_ax.plot(val_epochs, _nan([v.get("summary", {}).get(key) for _, v in with_val]), style, label=label)
         val_ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     else:
@@ -256,14 +285,16 @@ def training_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[str]
                 ax.set_xlabel("epoch", fontsize=8)
                 ax.tick_params(labelbottom=True)
         heading = "validation error per class" + (
-            f" ({len(shown)} of {width} classes: the highest last robust error)" if len(shown) < width else "")
+            f" ({len(shown)} of {width} classes: the highest last robust error)" if len(shown) < width else ""
+        )
         panels[cols - 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.04, 1.0), frameon=False)
         bottom.suptitle(heading, x=0.01, ha="left", fontsize=11)
     return fig
 
 
-def method_state_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[str] = (),
-                        max_panels: int = 9) -> Figure | None:
+def method_state_figure(
+    metrics: Sequence[Mapping[str, Any]], classes: Sequence[str] = (), max_panels: int = 9
+) -> Figure | None:
     """One panel per per-class quantity a method logs each epoch (a list of C numbers under
     `method`, e.g. FRL's multipliers l0, l1, l2, class weights w0, w1, eps factors), one line
     per class; one more panel for its scalars. None when the method logs nothing."""
@@ -275,7 +306,11 @@ def method_state_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[
     scalars: list[str] = []
     for _, state in records:
         for key, value in state.items():
-            if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) or v is None for v in value):
+            if (
+                isinstance(value, (list, tuple))
+                and value
+                and all(isinstance(v, (int, float)) or v is None for v in value)
+            ):
                 vectors[key] = max(vectors.get(key, 0), len(value))
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in scalars:
                 scalars.append(key)
@@ -296,19 +331,29 @@ def method_state_figure(metrics: Sequence[Mapping[str, Any]], classes: Sequence[
             width = vectors[key]
             names = list(classes) if len(classes) == width else [str(c) for c in range(width)]
             for c in range(width):
-                values = [(e, s[key][c]) for e, s in records
-                          if isinstance(s.get(key), (list, tuple)) and c < len(s[key]) and s[key][c] is not None]
+                values = [
+                    (e, s[key][c])
+                    for e, s in records
+                    if isinstance(s.get(key), (list, tuple)) and c < len(s[key]) and s[key][c] is not None
+                ]
                 ax.plot([v[0] for v in values], [v[1] for v in values], "-", color=f"C{c % 10}", label=names[c])
             if key == panels[0]:
                 ax.legend(fontsize=6, ncol=2 if width > 5 else 1)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
 
 
-__all__ = ["figure_png", "per_class_error_figure", "confusion_figure", "steps_to_flip_figure", "target_figure",
-           "training_figure", "method_state_figure"]
+__all__ = [
+    "figure_png",
+    "per_class_error_figure",
+    "confusion_figure",
+    "steps_to_flip_figure",
+    "target_figure",
+    "training_figure",
+    "method_state_figure",
+]

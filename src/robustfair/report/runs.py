@@ -13,14 +13,15 @@ from __future__ import annotations
 import glob
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from robustfair.run_lock import being_written_note
 from robustfair.errors import DataError
+from robustfair.run_lock import being_written_note
 
 WHICH = ("last", "best")
 
@@ -75,8 +76,10 @@ class RunRecord:
         base = self.results
         if which == "best":
             if "best" not in self.results:
-                raise DataError(f"run {str(self.path)!r} has no best-on-validation result (it trained without "
-                                "a validation split); use --which last")
+                raise DataError(
+                    f"run {str(self.path)!r} has no best-on-validation result (it trained without "
+                    "a validation split); use --which last"
+                )
             base = self.results["best"]
         if attack is None or attack_name(base) == attack:
             return base
@@ -84,8 +87,9 @@ class RunRecord:
         if which == "last" and attack in extra:
             return extra[attack]
         available = [attack_name(base)] + (sorted(extra) if which == "last" else [])
-        raise DataError(f"run {str(self.path)!r} has no {which} result under attack {attack!r}; "
-                        f"available: {', '.join(available)}")
+        raise DataError(
+            f"run {str(self.path)!r} has no {which} result under attack {attack!r}; available: {', '.join(available)}"
+        )
 
     def available_attacks(self) -> list[str]:
         return [attack_name(self.results)] + sorted(self.results.get("extra_attacks") or {})
@@ -114,8 +118,13 @@ def load_run(path: str | Path) -> RunRecord:
     results_path = path / "results.json"
     if not results_path.is_file():
         writing = being_written_note(path)
-        hint = f" ({writing}: training has not finished)" if writing else \
-            " (training has not finished)" if (path / "config.yaml").is_file() else ""
+        hint = (
+            f" ({writing}: training has not finished)"
+            if writing
+            else " (training has not finished)"
+            if (path / "config.yaml").is_file()
+            else ""
+        )
         raise DataError(f"{str(path)!r} has no results.json{hint}")
     note_if_being_written(path)
     results = _read_json(results_path)
@@ -129,9 +138,14 @@ def load_run(path: str | Path) -> RunRecord:
             raise DataError(f"{str(path / 'config.yaml')!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     meta = _read_json(path / "meta.json") if (path / "meta.json").is_file() else {}
     analysis = _read_json(path / "analysis.json") if (path / "analysis.json").is_file() else None
-    return RunRecord(path=path, results=results, config=config if isinstance(config, dict) else {},
-                     metrics=read_metrics(path / "metrics.jsonl"), meta=meta if isinstance(meta, dict) else {},
-                     analysis=analysis if isinstance(analysis, dict) else None)
+    return RunRecord(
+        path=path,
+        results=results,
+        config=config if isinstance(config, dict) else {},
+        metrics=read_metrics(path / "metrics.jsonl"),
+        meta=meta if isinstance(meta, dict) else {},
+        analysis=analysis if isinstance(analysis, dict) else None,
+    )
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

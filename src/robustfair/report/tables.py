@@ -12,8 +12,8 @@ import csv
 import html
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 from robustfair.errors import ConfigError
 
@@ -38,8 +38,9 @@ def summary_table(rows: Sequence[tuple[str, Mapping[str, float]]], *, title: str
     return "\n".join(lines)
 
 
-def per_class_table(rows: Sequence[tuple[str, Sequence[float]]], classes: Sequence[str], *,
-                    title: str = "robust error % per class") -> str:
+def per_class_table(
+    rows: Sequence[tuple[str, Sequence[float]]], classes: Sequence[str], *, title: str = "robust error % per class"
+) -> str:
     """Markdown table: one row per (name, per-class values in %), one column per class,
     headed by the full class name (never cut: "automobile", not "automobi")."""
     names = [str(c).replace("|", "\\|") for c in classes]
@@ -123,8 +124,9 @@ def bold_lowest(rows: list[list], columns: Sequence[int], eligible: Sequence[boo
     return rows
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence], fmt: str = "markdown", *,
-                 caption: str | None = None) -> str:
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence], fmt: str = "markdown", *, caption: str | None = None
+) -> str:
     """Render a table. header: column titles; rows: cells, each a str or a Number.
 
     markdown: GitHub pipes, numbers right-aligned, bold as **x**, "mean ± std";
@@ -140,7 +142,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence], fmt: str = "ma
             raise ValueError(f"table row has {len(r)} cells for {len(header)} columns")
     numeric = [bool(rows) and all(isinstance(r[i], Number) for r in rows) for i in range(len(header))]
     return {"markdown": _markdown, "csv": _csv_text, "latex": _latex, "html": _html_table}[fmt](
-        list(header), rows, numeric, caption)
+        list(header), rows, numeric, caption
+    )
 
 
 def _markdown(header, rows, numeric, caption) -> str:
@@ -180,8 +183,18 @@ def _csv_text(header, rows, numeric, caption) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -200,8 +213,12 @@ def _latex(header, rows, numeric, caption) -> str:
 
     spec = "".join("r" if n else "l" for n in numeric)
     lines = [rf"% {latex_escape(caption)}"] if caption else []
-    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-              " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)

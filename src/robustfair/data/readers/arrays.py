@@ -23,8 +23,8 @@ code) is refused with a one-line `DataError`, never loaded.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,8 +43,10 @@ def _path(root: Path, name: str, field: str) -> Path:
     path = Path(name).expanduser()
     path = path if path.is_absolute() else root / path
     if not path.is_file():
-        raise DataError(f"arrays: {field} file {str(path)!r} not found (set data.root to its directory, or "
-                        f"data.options.{field} to its path)")
+        raise DataError(
+            f"arrays: {field} file {str(path)!r} not found (set data.root to its directory, or "
+            f"data.options.{field} to its path)"
+        )
     return path
 
 
@@ -55,19 +57,23 @@ def _load(path: Path, key: str | None = None) -> np.ndarray:
             with np.load(path, allow_pickle=False) as archive:
                 if key not in archive.files:
                     held = ", ".join(archive.files) or "none"
-                    raise DataError(f"{str(path)!r} has no array {key!r}; it holds: {held} (pass x_key / y_key to "
-                                    "name yours)")
+                    raise DataError(
+                        f"{str(path)!r} has no array {key!r}; it holds: {held} (pass x_key / y_key to name yours)"
+                    )
                 return archive[key]
         return np.load(path, allow_pickle=False)
     except ValueError as err:
         if "allow_pickle" in str(err) or "Object arrays" in str(err):
-            raise DataError(f"{str(path)!r}{' array ' + repr(key) if key else ''} holds Python objects (a pickle), "
-                            "which robustfair never loads: store numbers (and class names as np.array(names), "
-                            "a string array)") from None
+            raise DataError(
+                f"{str(path)!r}{' array ' + repr(key) if key else ''} holds Python objects (a pickle), "
+                "which robustfair never loads: store numbers (and class names as np.array(names), "
+                "a string array)"
+            ) from None
         raise DataError(f"{str(path)!r} is not a readable NumPy file: {str(err).splitlines()[0]}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{str(path)!r} is not a readable NumPy file: {str(err).splitlines()[0] or type(err).__name__}"
-                        ) from None
+        raise DataError(
+            f"{str(path)!r} is not a readable NumPy file: {str(err).splitlines()[0] or type(err).__name__}"
+        ) from None
 
 
 def _class_names(path: Path) -> list[str] | None:
@@ -78,8 +84,10 @@ def _class_names(path: Path) -> list[str] | None:
             return None
     names = _load(path, "classes")
     if names.ndim != 1 or names.dtype.kind not in "US":
-        raise DataError(f"{str(path)!r}: 'classes' must be a 1-D string array (np.array(names)), got "
-                        f"{names.dtype} {list(names.shape)}")
+        raise DataError(
+            f"{str(path)!r}: 'classes' must be a 1-D string array (np.array(names)), got "
+            f"{names.dtype} {list(names.shape)}"
+        )
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
 
 
@@ -91,8 +99,9 @@ def read_split(path: Path, labels: Path | None, *, x_key: str, y_key: str, layou
         raise ConfigError(f"arrays: {split}_labels is for an .npy of x; {path.name!r} is an .npz holding both")
     if not is_npz:
         if labels is None:
-            raise ConfigError(f"arrays: {split} {path.name!r} is an .npy of x; name its labels file with "
-                              f"data.options.{split}_labels")
+            raise ConfigError(
+                f"arrays: {split} {path.name!r} is an .npy of x; name its labels file with data.options.{split}_labels"
+            )
         x, y = _load(path), _load(labels)
     else:
         x, y = _load(path, x_key), _load(path, y_key)
@@ -102,10 +111,22 @@ def read_split(path: Path, labels: Path | None, *, x_key: str, y_key: str, layou
     return x, check_labels(y, x.shape[0], what)
 
 
-def load_arrays(root=None, download: bool = False, *, train: str = "train.npz", test: str | None = None,
-                train_labels: str | None = None, test_labels: str | None = None,
-                classes: Sequence[str] | None = None, x_key: str = "x", y_key: str = "y", layout: str = "auto",
-                test_size: int | float | None = None, seed: int = 0, name: str | None = None) -> DatasetSplits:
+def load_arrays(
+    root=None,
+    download: bool = False,
+    *,
+    train: str = "train.npz",
+    test: str | None = None,
+    train_labels: str | None = None,
+    test_labels: str | None = None,
+    classes: Sequence[str] | None = None,
+    x_key: str = "x",
+    y_key: str = "y",
+    layout: str = "auto",
+    test_size: int | float | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> DatasetSplits:
     """Your own .npz/.npy arrays in data.root: uint8 NHWC or float NCHW images in [0, 1], integer labels.
 
     `test` defaults to test.npz; `test_size` splits train instead. See the module docstring.
@@ -116,8 +137,14 @@ def load_arrays(root=None, download: bool = False, *, train: str = "train.npz", 
     seed = check_int("seed", seed, low=0)
     base = Path(root).expanduser() if root is not None else Path.cwd()
     train_path = _path(base, train, "train")
-    x, y = read_split(train_path, _path(base, train_labels, "train_labels") if train_labels else None,
-                      x_key=x_key, y_key=y_key, layout=layout, split="train")
+    x, y = read_split(
+        train_path,
+        _path(base, train_labels, "train_labels") if train_labels else None,
+        x_key=x_key,
+        y_key=y_key,
+        layout=layout,
+        split="train",
+    )
     if test_size is not None:
         if test is not None or test_labels is not None:
             raise ConfigError("arrays: give either a test file or test_size (a split of train), not both")
@@ -128,11 +155,19 @@ def load_arrays(root=None, download: bool = False, *, train: str = "train.npz", 
         tx = ty = None
     else:
         test_path = _path(base, test or "test.npz", "test")
-        tx, ty = read_split(test_path, _path(base, test_labels, "test_labels") if test_labels else None,
-                            x_key=x_key, y_key=y_key, layout=layout, split="test")
+        tx, ty = read_split(
+            test_path,
+            _path(base, test_labels, "test_labels") if test_labels else None,
+            x_key=x_key,
+            y_key=y_key,
+            layout=layout,
+            split="test",
+        )
         if tx.shape[1:] != x.shape[1:] or tx.dtype != x.dtype:
-            raise DataError(f"arrays: test samples are {tx.dtype} {list(tx.shape[1:])} but train samples are "
-                            f"{x.dtype} {list(x.shape[1:])}")
+            raise DataError(
+                f"arrays: test samples are {tx.dtype} {list(tx.shape[1:])} but train samples are "
+                f"{x.dtype} {list(x.shape[1:])}"
+            )
     names = list(classes) if classes is not None else _class_names(train_path)
     largest = int(max(y.max(initial=0), ty.max(initial=0) if ty is not None else 0))
     if names is None:

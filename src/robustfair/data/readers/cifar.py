@@ -11,13 +11,14 @@ Images come out uint8 [N, 3, 32, 32] in the files' order.
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from robustfair.data.checks import check_choice, check_labels
 from robustfair.data.archive import ARCHIVE_ERRORS, damaged_archive
+from robustfair.data.checks import check_choice, check_labels
 from robustfair.data.dataset import ArrayDataset, DatasetSplits
 from robustfair.data.locate import locate_file, search_dirs
 from robustfair.data.safe_pickle import restricted_loads
@@ -27,10 +28,20 @@ from robustfair.errors import DataError
 _MAX_MEMBER_BYTES = 2**30  # the largest official batch (CIFAR-100 train) is about 155 MB
 
 _LAYOUT = {
-    "cifar10": {"folder": "cifar-10-batches-py", "name": "CIFAR-10", "meta": "batches.meta",
-                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-    "cifar100": {"folder": "cifar-100-python", "name": "CIFAR-100", "meta": "meta",
-                 "train": ["train"], "test": ["test"]},
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "name": "CIFAR-10",
+        "meta": "batches.meta",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "name": "CIFAR-100",
+        "meta": "meta",
+        "train": ["train"],
+        "test": ["test"],
+    },
 }
 
 
@@ -41,7 +52,7 @@ def _member_reader(dataset: str, root, download: bool) -> tuple[Callable[[str], 
     for d in search_dirs(root, dataset):
         if (d / folder).is_dir():
             base = d / folder
-            return lambda member: _read_plain(base / member), str(base)
+            return lambda member, base=base: _read_plain(base / member), str(base)
     archive = locate_file(REMOTE_FILES[dataset], dataset=dataset, root=root, download=download)
     wanted = [layout["meta"], *layout["train"], *layout["test"]]
     members = _read_from_tar(archive, {f"{folder}/{m}": m for m in wanted})
@@ -66,8 +77,10 @@ def _read_from_tar(archive: Path, wanted: dict[str, str]) -> dict[str, bytes]:
                 if not info.isfile():
                     raise DataError(f"{archive}: member {info.name!r} is not a regular file")
                 if info.size > _MAX_MEMBER_BYTES:
-                    raise DataError(f"{archive}: member {info.name!r} declares {info.size:,} bytes, more than any "
-                                    f"CIFAR batch ({_MAX_MEMBER_BYTES:,}); refused")
+                    raise DataError(
+                        f"{archive}: member {info.name!r} declares {info.size:,} bytes, more than any "
+                        f"CIFAR batch ({_MAX_MEMBER_BYTES:,}); refused"
+                    )
                 with tar.extractfile(info) as stream:
                     found[short] = stream.read()
     except ARCHIVE_ERRORS as err:
@@ -94,8 +107,9 @@ def _names(values: Any, where: str) -> list[str]:
     return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _read_batches(read: Callable[[str], bytes], members: list[str], label_key: str, where: str,
-                  num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_batches(
+    read: Callable[[str], bytes], members: list[str], label_key: str, where: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for member in members:
         batch = _as_str_keys(restricted_loads(read(member), f"{where}/{member}"), f"{where}/{member}")

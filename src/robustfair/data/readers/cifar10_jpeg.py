@@ -58,24 +58,33 @@ def _check_expansion(path: Path, max_ratio: float = 100.0) -> None:
         declared = sum(info.file_size for info in archive.infolist())
     allowed = max_ratio * path.stat().st_size + 2**20
     if declared > allowed:
-        raise DataError(f"{path}: its arrays declare {declared:,} bytes, more than {max_ratio:g} times the "
-                        f"file's size; refused as a possible decompression bomb")
+        raise DataError(
+            f"{path}: its arrays declare {declared:,} bytes, more than {max_ratio:g} times the "
+            f"file's size; refused as a possible decompression bomb"
+        )
 
 
 def decode_jpeg_split(jpeg: np.ndarray, offsets: np.ndarray, where: str) -> np.ndarray:
     """uint8 [N, 3, H, W] from concatenated JPEG bytes and their int64 [N + 1] offsets."""
     if jpeg.dtype != np.uint8 or jpeg.ndim != 1 or offsets.dtype.kind not in "iu":
-        raise DataError(f"{where}: expected uint8 [bytes] JPEG data and integer offsets, got {jpeg.dtype} "
-                        f"{list(jpeg.shape)} and {offsets.dtype}")
+        raise DataError(
+            f"{where}: expected uint8 [bytes] JPEG data and integer offsets, got {jpeg.dtype} "
+            f"{list(jpeg.shape)} and {offsets.dtype}"
+        )
     offsets = offsets.astype(np.int64)
-    if (offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(jpeg)
-            or np.any(np.diff(offsets) <= 0)):
+    if (
+        offsets.ndim != 1
+        or len(offsets) < 2
+        or offsets[0] != 0
+        or offsets[-1] != len(jpeg)
+        or np.any(np.diff(offsets) <= 0)
+    ):
         raise DataError(f"{where}: offsets must rise from 0 to the byte count {len(jpeg)}")
     buffer = jpeg.tobytes()
     images = []
     for i in range(len(offsets) - 1):
         try:
-            images.append(decode_image(buffer[offsets[i]:offsets[i + 1]], channels=3))
+            images.append(decode_image(buffer[offsets[i] : offsets[i + 1]], channels=3))
         except DataError as err:
             raise DataError(f"{where}, image {i}: {err}") from None
     shapes = {im.shape for im in images}
@@ -84,8 +93,9 @@ def decode_jpeg_split(jpeg: np.ndarray, offsets: np.ndarray, where: str) -> np.n
     return np.stack(images)
 
 
-def load_cifar10_jpeg(root=None, download: bool = False, *, cache: bool = True,
-                      verify_md5: bool = False) -> DatasetSplits:
+def load_cifar10_jpeg(
+    root=None, download: bool = False, *, cache: bool = True, verify_md5: bool = False
+) -> DatasetSplits:
     """CIFAR-10 (JPEG): 50,000 train / 10,000 test uint8 [N, 3, 32, 32], 10 classes.
 
     verify_md5: also require the archive's md5 to equal the published one (ChecksumError).
@@ -98,9 +108,10 @@ def load_cifar10_jpeg(root=None, download: bool = False, *, cache: bool = True,
     md5 = file_digest(path, "md5")
 
     def build() -> dict[str, np.ndarray]:
-        return {f"{split}_x": decode_jpeg_split(arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"],
-                                                f"{path} ({split})")
-                for split in ("train", "test")}
+        return {
+            f"{split}_x": decode_jpeg_split(arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"], f"{path} ({split})")
+            for split in ("train", "test")
+        }
 
     decoded = load_or_build(cache_dir() / "decoded" / f"cifar10_jpeg-{md5}.npz", build) if cache else build()
     classes = [str(c) for c in arrays["classes"].tolist()]
@@ -110,7 +121,6 @@ def load_cifar10_jpeg(root=None, download: bool = False, *, cache: bool = True,
         y = check_labels(arrays[f"{split}_labels"], f"{path} ({split}_labels)", len(classes))
         if len(x) != len(y):
             raise DataError(f"{path}: {split} has {len(x)} images but {len(y)} labels")
-        info = {"split": split, "source": str(path), "md5": md5,
-                "matches_published_md5": md5 == remote.md5}
+        info = {"split": split, "source": str(path), "md5": md5, "matches_published_md5": md5 == remote.md5}
         splits.append(ArrayDataset(x, y, classes, name=DISPLAY_NAME, info=info))
     return DatasetSplits(*splits)

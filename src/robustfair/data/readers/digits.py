@@ -23,7 +23,12 @@ def load_digits(root=None, download: bool = False, *, test_size: int = 450, seed
     seed = check_int("seed", seed, low=0)
     bunch = sklearn_digits()
     x = (np.asarray(bunch.images, dtype=np.float32) / np.float32(16.0))[:, None, :, :]
-    full = ArrayDataset(x, np.asarray(bunch.target, dtype=np.int64), [str(d) for d in range(10)],
-                        name="Digits (8x8)", info={"source": "sklearn.datasets.load_digits"})
+    full = ArrayDataset(
+        x,
+        np.asarray(bunch.target, dtype=np.int64),
+        [str(d) for d in range(10)],
+        name="Digits (8x8)",
+        info={"source": "sklearn.datasets.load_digits"},
+    )
     train, test = stratified_split(full, test_size, seed=seed)
     return DatasetSplits(train, test)

@@ -19,7 +19,7 @@ class by class; deterministic.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,10 +37,20 @@ def gaussian_means(num_classes: int, dim: int, separation: float) -> np.ndarray:
     return separation * np.sqrt(dim) * np.eye(num_classes, dim)
 
 
-def load_gaussian(root=None, download: bool = False, *, num_classes: int = 2, dim: int = 10,
-                  n_per_class: int = 500, n_test_per_class: int = 500, std: float = 1.0,
-                  std_ratio: float = 2.0, stds: Sequence[float] | None = None,
-                  separation: float = 1.0, seed: int = 0) -> DatasetSplits:
+def load_gaussian(
+    root=None,
+    download: bool = False,
+    *,
+    num_classes: int = 2,
+    dim: int = 10,
+    n_per_class: int = 500,
+    n_test_per_class: int = 500,
+    std: float = 1.0,
+    std_ratio: float = 2.0,
+    stds: Sequence[float] | None = None,
+    separation: float = 1.0,
+    seed: int = 0,
+) -> DatasetSplits:
     """Train/test splits of the Gaussian mixture (root/download ignored); x float32 [N, dim]."""
     num_classes = check_int("num_classes", num_classes, low=2)
     dim = check_int("dim", dim, low=1)
@@ -64,8 +74,14 @@ def load_gaussian(root=None, download: bool = False, *, num_classes: int = 2, di
         feats = [means[k] + class_stds[k] * rng.standard_normal((n, dim)) for k in range(num_classes)]
         x = np.clip(0.5 + np.concatenate(feats) / (2.0 * bound), 0.0, 1.0).astype(np.float32)
         y = np.repeat(np.arange(num_classes, dtype=np.int64), n)
-        info = {"split": split, "affine_scale": 1.0 / (2.0 * bound), "affine_offset": 0.5,
-                "stds": class_stds.tolist(), "separation": separation, "seed": seed}
+        info = {
+            "split": split,
+            "affine_scale": 1.0 / (2.0 * bound),
+            "affine_offset": 0.5,
+            "stds": class_stds.tolist(),
+            "separation": separation,
+            "seed": seed,
+        }
         return ArrayDataset(x, y, [f"class{k}" for k in range(num_classes)], name="Gaussian mixture", info=info)
 
     return DatasetSplits(draw(n_train, "train"), draw(n_test, "test"))

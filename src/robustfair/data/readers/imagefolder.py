@@ -21,9 +21,9 @@ modification times. `image_folder_index` gives the file list alone, for `Streami
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -49,14 +49,12 @@ class ImageFileIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageFileIndex":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageFileIndex:
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageFileIndex([self.paths[i] for i in idx], self.y[idx], list(self.classes), self.name,
-                              dict(self.info))
+        return ImageFileIndex([self.paths[i] for i in idx], self.y[idx], list(self.classes), self.name, dict(self.info))
 
 
-def image_folder_index(directory: str | Path, classes: Sequence[str] | None = None,
-                       name: str = "") -> ImageFileIndex:
+def image_folder_index(directory: str | Path, classes: Sequence[str] | None = None, name: str = "") -> ImageFileIndex:
     """Index `directory/<class>/**/<image>`; `classes` (if given) must equal the sub-directories."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -68,11 +66,11 @@ def image_folder_index(directory: str | Path, classes: Sequence[str] | None = No
         raise DataError(f"{directory}: classes {found} differ from the train classes {list(classes)}")
     paths, labels = [], []
     for label, cls in enumerate(found):
-        files = sorted(p for p in (directory / cls).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in (directory / cls).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise DataError(f"{directory / cls}: class folder has no image files "
-                            f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise DataError(
+                f"{directory / cls}: class folder has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         paths.extend(files)
         labels.extend([label] * len(files))
     return ImageFileIndex(paths, np.asarray(labels, dtype=np.int64), found, name or directory.name)
@@ -95,9 +93,11 @@ def decode_index(index: ImageFileIndex, *, size: int | None = None, channels: in
     return np.stack(images)
 
 
-def read_image_index(index: ImageFileIndex, *, size: int | None = None, channels: int = 3,
-                     cache: bool = True, split: str = "") -> ArrayDataset:
+def read_image_index(
+    index: ImageFileIndex, *, size: int | None = None, channels: int = 3, cache: bool = True, split: str = ""
+) -> ArrayDataset:
     """Decode an index into an ArrayDataset, through the decoded-array cache if `cache`."""
+
     def build() -> dict[str, np.ndarray]:
         return {"x": decode_index(index, size=size, channels=channels)}
 
@@ -106,25 +106,36 @@ def read_image_index(index: ImageFileIndex, *, size: int | None = None, channels
         x = load_or_build(cache_dir() / "decoded" / f"imagefolder-{key}.npz", build)["x"]
     else:
         x = build()["x"]
-    return ArrayDataset(x, index.y.copy(), index.classes, name=index.name,
-                        info={"split": split, "size": size, "files": len(index)})
+    return ArrayDataset(
+        x, index.y.copy(), index.classes, name=index.name, info={"split": split, "size": size, "files": len(index)}
+    )
 
 
-def image_folder_splits(root: str | Path | None, *, train_dir: str = "train", test_dir: str = "test",
-                        test_size: int | float | None = None, seed: int = 0,
-                        name: str | None = None) -> tuple[ImageFileIndex, ImageFileIndex]:
+def image_folder_splits(
+    root: str | Path | None,
+    *,
+    train_dir: str = "train",
+    test_dir: str = "test",
+    test_size: int | float | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> tuple[ImageFileIndex, ImageFileIndex]:
     """(train, test) file indexes of an image-folder tree (see the module docstring)."""
     if root is None:
         raise ConfigError("root: required for imagefolder; pass the directory holding the class folders")
     root = Path(root).expanduser()
     label = name or root.name
     if not root.is_dir():
-        raise DataError(f"{root}: data folder {'is not a directory' if root.exists() else 'not found'}; "
-                        f"pass root=<directory holding the class folders>")
+        raise DataError(
+            f"{root}: data folder {'is not a directory' if root.exists() else 'not found'}; "
+            f"pass root=<directory holding the class folders>"
+        )
     if test_size is None:
         if not (root / train_dir).is_dir() or not (root / test_dir).is_dir():
-            raise DataError(f"{root}: expected {train_dir}/ and {test_dir}/ sub-directories; or pass "
-                            f"test_size=<count or fraction> to split root/<class>/ folders")
+            raise DataError(
+                f"{root}: expected {train_dir}/ and {test_dir}/ sub-directories; or pass "
+                f"test_size=<count or fraction> to split root/<class>/ folders"
+            )
         train = image_folder_index(root / train_dir, name=label)
         return train, image_folder_index(root / test_dir, classes=train.classes, name=label)
     if isinstance(test_size, float):
@@ -138,9 +149,19 @@ def image_folder_splits(root: str | Path | None, *, train_dir: str = "train", te
     return full.subset(train_pos.x[:, 0]), full.subset(test_pos.x[:, 0])
 
 
-def load_image_folder(root=None, download: bool = False, *, train_dir: str = "train", test_dir: str = "test",
-                      test_size: int | float | None = None, seed: int = 0, size: int | None = None,
-                      channels: int = 3, cache: bool = True, name: str | None = None) -> DatasetSplits:
+def load_image_folder(
+    root=None,
+    download: bool = False,
+    *,
+    train_dir: str = "train",
+    test_dir: str = "test",
+    test_size: int | float | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    channels: int = 3,
+    cache: bool = True,
+    name: str | None = None,
+) -> DatasetSplits:
     """Your own images in data.root, one folder per class: train/<class>/*, test/<class>/* (or <class>/*).
 
     With root/<class>/* folders, `test_size` (count or fraction) makes a seeded stratified
@@ -151,7 +172,10 @@ def load_image_folder(root=None, download: bool = False, *, train_dir: str = "tr
     if size is not None:
         size = check_int("size", size, low=1)
     check_choice("channels", channels, (1, 3))
-    train, test = image_folder_splits(root, train_dir=train_dir, test_dir=test_dir, test_size=test_size,
-                                      seed=seed, name=name)
-    return DatasetSplits(read_image_index(train, size=size, channels=channels, cache=cache, split="train"),
-                         read_image_index(test, size=size, channels=channels, cache=cache, split="test"))
+    train, test = image_folder_splits(
+        root, train_dir=train_dir, test_dir=test_dir, test_size=test_size, seed=seed, name=name
+    )
+    return DatasetSplits(
+        read_image_index(train, size=size, channels=channels, cache=cache, split="train"),
+        read_image_index(test, size=size, channels=channels, cache=cache, split="test"),
+    )

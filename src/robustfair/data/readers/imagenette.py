@@ -14,17 +14,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustfair.data.checks import check_choice, check_int
 from robustfair.data.archive import safe_extract
+from robustfair.data.checks import check_choice, check_int
 from robustfair.data.dataset import DatasetSplits
 from robustfair.data.locate import locate_file, search_dirs, writable_dir_beside
 from robustfair.data.readers.imagefolder import ImageFileIndex, image_folder_index, read_image_index
 from robustfair.data.sources import REMOTE_FILES
 
 WNID_NAMES = {
-    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
-    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
-    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
     "n03888257": "parachute",
 }
 
@@ -44,8 +50,9 @@ def imagenette_folder(root=None, download: bool = False, *, variant: str = "160"
     return target / folder
 
 
-def imagenette_indexes(root=None, download: bool = False, *,
-                       variant: str = "160") -> tuple[ImageFileIndex, ImageFileIndex]:
+def imagenette_indexes(
+    root=None, download: bool = False, *, variant: str = "160"
+) -> tuple[ImageFileIndex, ImageFileIndex]:
     """(train, val) file indexes with English class names."""
     base = imagenette_folder(root, download, variant=variant)
     name = f"Imagenette ({variant} px)" if variant != "full" else "Imagenette"
@@ -57,8 +64,9 @@ def imagenette_indexes(root=None, download: bool = False, *,
     return train, test
 
 
-def load_imagenette(root=None, download: bool = False, *, variant: str = "160", size: int = 64,
-                    cache: bool = True) -> DatasetSplits:
+def load_imagenette(
+    root=None, download: bool = False, *, variant: str = "160", size: int = 64, cache: bool = True
+) -> DatasetSplits:
     """Imagenette train (9,469) / val (3,925) as uint8 [N, 3, size, size] (val is the test split)."""
     size = check_int("size", size, low=1)
     train, test = imagenette_indexes(root, download, variant=variant)

@@ -27,8 +27,14 @@ from robustfair.data.sources import REMOTE_FILES
 from robustfair.data.splits import stratified_split
 from robustfair.errors import DataError
 
-_IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 CLASSES = [str(d) for d in range(10)]
 
 
@@ -71,8 +77,13 @@ def _gunzip_bounded(raw: bytes) -> bytes:
 def _locate(key: str, root, download: bool) -> Path:
     remote = REMOTE_FILES[key]
     plain = remote.filename[:-3]
-    return locate_file(remote, dataset="mnist", root=root, download=download,
-                       aliases=(plain, "mnist-" + remote.filename, "mnist-" + plain))
+    return locate_file(
+        remote,
+        dataset="mnist",
+        root=root,
+        download=download,
+        aliases=(plain, "mnist-" + remote.filename, "mnist-" + plain),
+    )
 
 
 def _read_split(prefix: str, root, download: bool, split: str) -> ArrayDataset:
@@ -85,13 +96,15 @@ def _read_split(prefix: str, root, download: bool, split: str) -> ArrayDataset:
         raise DataError(f"{labels_path}: expected labels [N], got shape {list(labels.shape)}")
     labels = check_labels(labels, str(labels_path), len(CLASSES))
     if len(images) != len(labels):
-        raise DataError(f"MNIST {split}: {len(images)} images in {images_path} but {len(labels)} labels in "
-                        f"{labels_path}")
+        raise DataError(
+            f"MNIST {split}: {len(images)} images in {images_path} but {len(labels)} labels in {labels_path}"
+        )
     return ArrayDataset(images[:, None, :, :].copy(), labels, CLASSES, name="MNIST", info={"split": split})
 
 
-def load_mnist(root=None, download: bool = False, *, split_test_only: bool = False,
-               test_size: int = 2000, seed: int = 0) -> DatasetSplits:
+def load_mnist(
+    root=None, download: bool = False, *, split_test_only: bool = False, test_size: int = 2000, seed: int = 0
+) -> DatasetSplits:
     """MNIST train (60,000) / test (10,000), or with `split_test_only` the 10,000 test images
     split class-stratified into (10,000 - test_size) train / test_size test with `seed`."""
     if split_test_only:
@@ -99,13 +112,13 @@ def load_mnist(root=None, download: bool = False, *, split_test_only: bool = Fal
     try:
         train = _read_split("train", root, download, "train")
     except DataError as err:
-        raise DataError(f"{err}. If only the t10k test files are available, use split_test_only=True "
-                        f"(dataset 'mnist_test_split')") from None
+        raise DataError(
+            f"{err}. If only the t10k test files are available, use split_test_only=True (dataset 'mnist_test_split')"
+        ) from None
     return DatasetSplits(train, _read_split("test", root, download, "test"))
 
 
-def load_mnist_test_split(root=None, download: bool = False, *, test_size: int = 2000,
-                          seed: int = 0) -> DatasetSplits:
+def load_mnist_test_split(root=None, download: bool = False, *, test_size: int = 2000, seed: int = 0) -> DatasetSplits:
     """The canonical MNIST test set split class-stratified into 8,000 train / 2,000 test."""
     test_size = check_int("test_size", test_size, low=1)
     seed = check_int("seed", seed, low=0)

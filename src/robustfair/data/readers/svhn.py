@@ -48,6 +48,7 @@ def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_svhn(root=None, download: bool = False, *, include_extra: bool = False) -> DatasetSplits:
     """SVHN: 73,257 train (604,388 with extra) / 26,032 test, 10 classes."""
+
     def read(key: str, split: str) -> ArrayDataset:
         path = locate_file(REMOTE_FILES[key], dataset="svhn", root=root, download=download)
         x, y = read_svhn_mat(path)
@@ -56,6 +57,11 @@ def load_svhn(root=None, download: bool = False, *, include_extra: bool = False)
     train = read("svhn_train", "train")
     if include_extra:
         extra = read("svhn_extra", "extra")
-        train = ArrayDataset(np.concatenate([train.x, extra.x]), np.concatenate([train.y, extra.y]),
-                             CLASSES, name="SVHN (+extra)", info={"split": "train+extra"})
+        train = ArrayDataset(
+            np.concatenate([train.x, extra.x]),
+            np.concatenate([train.y, extra.y]),
+            CLASSES,
+            name="SVHN (+extra)",
+            info={"split": "train+extra"},
+        )
     return DatasetSplits(train, read("svhn_test", "test"))
