@@ -46,6 +46,16 @@ def test_expected_presets_and_their_defaults():
     l2 = make_attack("pgd20_l2").spec
     assert (l2["norm"], l2["eps"], l2["step_size"]) == ("l2", 0.5, 2.5 * 0.5 / 20)
     assert make_attack("fgsm").spec["steps"] == 1
+
+
+def test_pgd40_with_restarts_moves_its_step_with_eps():
+    """MNIST's evaluation attack: 40 steps of eps/10 (0.03 at eps 0.3), 3 restarts."""
+    from robustfair.attacks.presets import budget
+
+    overrides = budget("pgd40_r3", eps=0.3)
+    assert overrides == {"eps": 0.3, "step_size": pytest.approx(0.03)}
+    spec = make_attack("pgd40_r3", **overrides).spec
+    assert (spec["steps"], spec["restarts"], spec["step_size"]) == (40, 3, pytest.approx(0.03))
     assert make_attack("autoattack").spec["version"] == "standard"
     for name in ATTACKS:
         json.dumps(make_attack(name).spec)  # results.json-ready

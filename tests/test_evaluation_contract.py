@@ -343,3 +343,18 @@ def test_eval_prints_the_component_table_and_the_sanity_thresholds(capsys):
     assert "| 0 | 2 | 1 | 0 | 0 | 1 |" in out and "| all | 4 | 1 | 1 | 0 | 2 |" in out
     assert "| large_eps_near_zero | yes | at most 0 of 4 | 0 of 4 correct |" in out
     assert "attack autoattack: linf eps 0.1, AutoAttack standard: apgd-ce, square, seed 0 (pyautoattack 0.2.0)" in out
+
+
+def test_extra_attacks_on_a_class_balanced_subset_are_reproduced_by_eval(tmp_path):
+    """eval.extra_attacks_per_class: an expensive extra attack on n images per class, drawn with
+    eval.seed; `eval RUN --attack A --test-per-class n` repeats it exactly."""
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    overrides = [*TINY, "data.test_per_class=null", "eval.extra_attacks=[pgd10]", "eval.extra_attacks_per_class=3"]
+    results = train(load_config("digits_erm", overrides), run, quiet=True, progress=False)
+    extra = results["extra_attacks"]["pgd10"]
+    assert extra["per_class"]["count"] == [3] * 10
+    assert sum(results["per_class"]["count"]) == 450  # the main attack keeps the whole test split
+    out = eval_json(run, tmp_path / "extra.json", "--attack", "pgd10", "--test-per-class", "3", "--no-sanity")
+    for key in ("per_class", "summary", "confusion"):
+        assert out[key] == extra[key], key

@@ -99,8 +99,9 @@ class AttackPreset:
     """A named attack: which function it runs (`kind`), its defaults (its threat model
     included: norm, eps, step_size), what may be overridden, and its step rule.
 
-    step_rule: how the step follows another eps, "eps/4" (2/255 at 8/255), "2.5*eps/steps"
-    (Madry et al.'s L2 rule), or None (a fixed step, or no step at all).
+    step_rule: how the step follows another eps, "eps/4" (2/255 at 8/255), "eps/10" (0.03 at
+    MNIST's 0.3, for the longer PGD-40), "2.5*eps/steps" (Madry et al.'s L2 rule), or None (a
+    fixed step, or no step at all).
     """
 
     kind: str  # "pgd", "fgsm" or "autoattack"
@@ -125,6 +126,8 @@ class AttackPreset:
         steps = self.defaults.get("steps") if steps is None else steps
         if self.step_rule == "eps/4":
             return eps / 4
+        if self.step_rule == "eps/10":
+            return eps / 10
         if self.step_rule == "2.5*eps/steps":
             return 2.5 * eps / steps
         return None
@@ -170,6 +173,13 @@ ATTACKS: Registry[AttackPreset] = Registry(
             20, 0.003, "PGD-20 on CE, step 0.003 (TRADES repository evaluation)", step_rule=None
         ),
         "pgd100": _pgd_preset(100, 2 / 255, "PGD-100 on CE, step 2/255, uniform start"),
+        "pgd40_r3": _pgd_preset(
+            40,
+            0.8 / 255,
+            "PGD-40 on CE, step eps/10, uniform start, 3 restarts (worst case per sample)",
+            step_rule="eps/10",
+            restarts=3,
+        ),
         "cw20": _pgd_preset(20, 2 / 255, "PGD-20 on the CW margin, step 2/255, uniform start", loss="margin"),
         "pgd20_l2": _pgd_preset(
             20,

@@ -147,6 +147,12 @@ class EvalConfig:
     attack: str = param("pgd20", help="attack for the final class-wise test evaluation")
     eps: float | None = param(None, low=0.0, help="attack eps (default: the method's training eps)")
     extra_attacks: tuple[str, ...] = param((), help="more attacks evaluated at the end (e.g. autoattack)")
+    extra_attacks_per_class: int | None = param(
+        None,
+        low=1,
+        help="evaluate the extra attacks on a class-balanced subset of the test split, this many images per "
+        "class drawn with eval.seed (default: the whole test split)",
+    )
     sanity_checks: bool = param(True, help="run evaluation sanity checks and record them")
     seed: int = param(0, low=0, help="seed of every random draw of the evaluation attacks (recorded in results.json)")
     amp: bool = param(False, help="bf16 autocast in validation and test evaluation (default fp32)")

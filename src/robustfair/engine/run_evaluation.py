@@ -131,6 +131,7 @@ def final_test_results(
     attack: str,
     extra_attacks: Iterable[str],
     evaluate: Callable[[nn.Module, str], Any],
+    evaluate_extra: Callable[[nn.Module, str], Any] | None = None,
     best_checkpoint: Path,
     best_epoch: int,
     averaged_state: dict | None,
@@ -140,13 +141,15 @@ def final_test_results(
 ) -> dict[str, Any]:
     """results.json's class-wise content: last model, extra attacks, sanity, best and averaged models.
 
-    `evaluate(model, attack_name)` runs one class-wise evaluation on the test split. The
-    core's weights are restored after evaluating the best and averaged models.
+    `evaluate(model, attack_name)` runs one class-wise evaluation on the test split;
+    `evaluate_extra` the same for the extra attacks (default `evaluate`; e.g. on a
+    class-balanced subset, for an expensive attack). The core's weights are restored after
+    evaluating the best and averaged models.
     """
     last = evaluate(core, attack)
     results = last.to_dict()
     results["model_selection"] = "last epoch"
-    extra = {name: evaluate(core, name).to_dict() for name in extra_attacks}
+    extra = {name: (evaluate_extra or evaluate)(core, name).to_dict() for name in extra_attacks}
     if extra:
         results["extra_attacks"] = extra
     if sanity is not None:

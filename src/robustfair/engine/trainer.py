@@ -505,6 +505,14 @@ class Trainer:
             self.data.test, cfg.train.eval_batch_size, self.device, self.dist.rank, self.dist.world_size
         )
         averaged = getattr(self.method, "averaged_state", lambda: None)()
+        extra_test = test
+        if cfg.eval.extra_attacks and cfg.eval.extra_attacks_per_class:
+            from robustfair.data import class_balanced_subset
+
+            subset = class_balanced_subset(self.data.test, cfg.eval.extra_attacks_per_class, seed=cfg.eval.seed)
+            extra_test = eval_batches(
+                subset, cfg.train.eval_batch_size, self.device, self.dist.rank, self.dist.world_size
+            )
         results = final_test_results(
             self.core,
             test,
@@ -512,6 +520,9 @@ class Trainer:
             extra_attacks=cfg.eval.extra_attacks,
             evaluate=lambda model, attack: self._evaluate(
                 model, test, attack, progress=None if self.show_progress else False
+            ),
+            evaluate_extra=lambda model, attack: self._evaluate(
+                model, extra_test, attack, progress=None if self.show_progress else False
             ),
             best_checkpoint=self.run.best_checkpoint,
             best_epoch=self.best_epoch,
