@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from robustfair.engine.config import ScheduleConfig, config_to_dict, list_presets, load_config, parse_config
@@ -21,7 +23,7 @@ def test_preset_loads_with_extends_and_overrides():
         (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
         (["train.epochs=abc"], "train.epochs: expected an integer"),
         (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
-        (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs? valid fields of train:"),
+        (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs or eps_warmup_epochs? valid fields of train:"),
         (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
         (["method.bogus=1"], "method (trades).bogus: unknown field"),
         (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),
@@ -88,3 +90,35 @@ def test_cosine_and_warmup():
     assert lr_at_epoch(schedule, 1.0, 0, 12) == pytest.approx(0.5)
     assert lr_at_epoch(schedule, 1.0, 2, 12) == pytest.approx(1.0)
     assert lr_at_epoch(schedule, 1.0, 7, 12) == pytest.approx(0.5)
+
+
+def test_eps_warm_up_scales_the_training_attack_only_during_its_epochs(tmp_path, monkeypatch):
+    """train.eps_warmup_epochs=2: the method crafts at eps/3, 2 eps/3, then eps; evaluation keeps eps."""
+    from robustfair.engine.schedules import eps_scale_at_epoch
+    from robustfair.engine.trainer import train
+    from robustfair.methods.pgd_at import PGDAT
+
+    assert [eps_scale_at_epoch(e, 2) for e in range(4)] == [1 / 3, 2 / 3, 1.0, 1.0]
+    assert [eps_scale_at_epoch(e, 0) for e in range(2)] == [1.0, 1.0]
+    seen = []
+    original = PGDAT.loss
+
+    def spy(self, model, x, y):
+        seen.append((round(self.config.eps, 6), round(self.config.step_size, 6)))
+        return original(self, model, x, y)
+
+    monkeypatch.setattr(PGDAT, "loss", spy)
+    overrides = [
+        "train.epochs=3",
+        "train.eps_warmup_epochs=2",
+        "data.train_per_class=20",
+        "data.test_per_class=5",
+        "train.batch_size=200",
+        "train.val_attack=none",
+    ]
+    results = train(load_config("digits_pgd_at", overrides), tmp_path / "run", quiet=True, progress=False)
+    assert sorted(set(seen), reverse=True) == [(0.1, 0.025), (0.066667, 0.016667), (0.033333, 0.008333)]
+    assert seen[0] == (0.033333, 0.008333) and seen[-1] == (0.1, 0.025)
+    assert results["attack"]["eps"] == 0.1  # the evaluation's threat model is the full eps
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line.get("train_eps") for line in lines] == [pytest.approx(0.1 / 3), pytest.approx(0.2 / 3), None]

@@ -94,6 +94,12 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = param(10, low=1)
+    eps_warmup_epochs: int = param(
+        0,
+        low=0,
+        help="linear warm-up of the training attack: in 0-based epoch e < N, the method's eps and step_size are "
+        "scaled by (e + 1) / (N + 1); 0 = off. Validation and test evaluation keep the full eps",
+    )
     batch_size: int = param(128, low=1, help="global batch size (split across DDP ranks)")
     device: str = param("auto", help="auto, cpu, cuda or cuda:N")
     # Device settings (engine/accelerator.py); "auto" = on for CUDA, off elsewhere. The values

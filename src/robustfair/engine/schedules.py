@@ -36,3 +36,15 @@ def lr_at_epoch(schedule: ScheduleConfig, base_lr: float, epoch: int, num_epochs
         t = min(1.0, (epoch - schedule.warmup_epochs) / span)
         return schedule.min_lr + 0.5 * (base_lr - schedule.min_lr) * (1 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {schedule.name!r}")
+
+
+def eps_scale_at_epoch(epoch: int, warmup_epochs: int) -> float:
+    """Factor on the training attack's eps and step in 0-based `epoch`: (e + 1) / (N + 1)
+    during a warm-up of N epochs (N = 2: 1/3, 2/3, then 1), else 1.
+
+    A curriculum on the budget, for small models that otherwise sit at chance under a large
+    eps from the first step (MNIST at 0.3; Madry et al. 2018, section 5, on capacity).
+    """
+    if warmup_epochs and epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    return 1.0

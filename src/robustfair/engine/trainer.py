@@ -29,6 +29,7 @@ run before anything of it is saved; `--resume` continues from the last good chec
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,7 +60,7 @@ from robustfair.engine.run_evaluation import (
 )
 from robustfair.engine.run_files import RunFileError
 from robustfair.engine.run_model import build_run_model, check_model_output, resolve_device
-from robustfair.engine.schedules import lr_at_epoch
+from robustfair.engine.schedules import eps_scale_at_epoch, lr_at_epoch
 from robustfair.engine.tensorboard_log import check_available as check_log_targets
 from robustfair.engine.tensorboard_log import open_epoch_log
 from robustfair.engine.user_objects import as_run_config, resolve_user_objects
@@ -450,6 +451,19 @@ class Trainer:
                 self.epoch_log.close()
                 self.epoch_log = None
 
+    def _warm_up_attack(self, epoch: int) -> float:
+        """The training attack's budget in `epoch` (train.eps_warmup_epochs); returns its scale.
+
+        Every method reads eps and step_size from its config at each call, so the warm-up
+        is one config swap per epoch; the method's own state (class weights, budgets) is kept.
+        """
+        scale = eps_scale_at_epoch(epoch, self.config.train.eps_warmup_epochs)
+        base = self.method_config
+        self.method.config = (
+            base if scale == 1.0 else dataclasses.replace(base, eps=base.eps * scale, step_size=base.step_size * scale)
+        )
+        return scale
+
     def _fit(self) -> dict[str, Any]:
         cfg = self.config
         main = self.dist.is_main
@@ -462,11 +476,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             epoch_start = time.perf_counter()
+            eps_scale = self._warm_up_attack(epoch)
             start_logs = self.method.on_epoch_start(self.context(epoch))
             train_logs = self._train_epoch(epoch)
             end_logs = self.method.on_epoch_end(self.context(epoch))
             self._check_weights(epoch, "after the method's end-of-epoch update")  # before anything is saved
             record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **train_logs}
+            if eps_scale != 1.0:
+                record["train_eps"] = self.method.config.eps
             if start_logs:
                 record["method"] = to_loggable(dict(start_logs))
             if end_logs:
