@@ -23,7 +23,10 @@ def test_preset_loads_with_extends_and_overrides():
         (["train.epochs=-1"], "train.epochs: -1 is out of range; allowed: >= 1"),
         (["train.epochs=abc"], "train.epochs: expected an integer"),
         (["optim.lr=0"], "optim.lr: 0.0 is out of range; allowed: > 0.0"),
-        (["train.epoch=3"], "train.epoch: unknown field; did you mean epochs or eps_warmup_epochs? valid fields of train:"),
+        (
+            ["train.epoch=3"],
+            "train.epoch: unknown field; did you mean epochs or eps_warmup_epochs? valid fields of train:",
+        ),
         (["method.beta=-2"], "method (trades).beta: -2.0 is out of range"),
         (["method.bogus=1"], "method (trades).bogus: unknown field"),
         (["data.augment=rotate"], "data.augment: 'rotate' is not allowed; valid values: crop_flip, flip"),

@@ -479,7 +479,10 @@ def test_overrides_are_accepted_anywhere_on_the_line(monkeypatch):
         (["trian", "digits_erm"], "invalid choice: 'trian'; did you mean 'train'? (choose from"),
         (["list", "preset"], "invalid choice: 'preset'; did you mean 'presets'?"),
         (["train", "digts_bat"], "unknown preset 'digts_bat' (and no such file); did you mean digits_bat, "),
-        (["train", "digits_bat", "train.epoch=2"], "train.epoch: unknown field; did you mean epochs or eps_warmup_epochs? valid fields"),
+        (
+            ["train", "digits_bat", "train.epoch=2"],
+            "train.epoch: unknown field; did you mean epochs or eps_warmup_epochs? valid fields",
+        ),
         (["train", "digits_erm", "a\x00b=1"], "robustfair: error: argument 'a\\x00b=1': contains a NUL character"),
     ],
 )
