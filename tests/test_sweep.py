@@ -99,6 +99,9 @@ def test_plan_rejects_bad_grids(tmp_path, presets, seeds, overrides, message):
 
 def test_parse_seeds():
     assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("0,") == [0] and parse_seeds("4,") == [4]
+    with pytest.raises(ConfigError, match="for seed 0 alone give a list: --seeds 0,"):
+        parse_seeds("0")
     assert parse_seeds("0,2,5") == [0, 2, 5]
     for bad in ("0", "x", "1,1", "-1,2"):
         with pytest.raises(ConfigError, match="--seeds"):

@@ -44,7 +44,9 @@ def add_parser(sub) -> None:
         metavar="PRESET|key=value",
         help="presets or YAML files, and key=value overrides applied to every run (anywhere on the line)",
     )
-    p.add_argument("--seeds", default="3", help="N (seeds 0..N-1) or a comma list of seeds (e.g. 0,1,2); default 3")
+    p.add_argument(
+        "--seeds", default="3", help="N (seeds 0..N-1) or a comma list of seeds (e.g. 0,1,2; one seed: 0,); default 3"
+    )
     p.add_argument("--out", help="sweep directory (default: runs/sweep/<first preset>)")
     p.add_argument("--table", help="also write the tables to this file")
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"], dest="fmt")
@@ -140,7 +142,8 @@ def add_launcher_arguments(p) -> None:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'3' -> [0, 1, 2]; '0,2,5' -> [0, 2, 5]. Raises ConfigError otherwise."""
+    """'3' -> [0, 1, 2]; '0,2,5' -> [0, 2, 5]; '0,' -> [0] (one seed is a list of one). Raises
+    ConfigError otherwise."""
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -148,6 +151,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(int(text)))
     except ValueError:
         raise ConfigError(f"--seeds: {text!r} is neither a count nor a comma list of integers") from None
+    if not seeds and text.strip() == "0":
+        raise ConfigError("--seeds: '0' is a count of no seeds; for seed 0 alone give a list: --seeds 0,")
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: {text!r} must give at least one seed, none negative or repeated")
     return seeds
