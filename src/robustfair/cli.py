@@ -7,7 +7,8 @@ and a non-zero exit, never a traceback:
 - 2: bad input or bad state (`RobustfairError`, argument errors);
 - 1: an operating-system error (disk full, permission, missing file), with advice;
 - 70: an unexpected exception, i.e. a bug (`ROBUSTFAIR_DEBUG=1` shows the traceback);
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C);
+- 141: stdout closed by its reader (`robustfair list | head`), quietly.
 `main` returns the exit status and never raises, `SystemExit` from argparse included.
 """
 
@@ -30,6 +31,7 @@ EXIT_BAD_INPUT = 2
 EXIT_OS_ERROR = 1
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
 
 
 # Commands whose list of positional words may go on after options, e.g.
@@ -127,6 +129,12 @@ def _guard(action) -> int:
     except RobustfairError as err:
         sys.stderr.write(f"robustfair: error: {_one_line(err)}\n")
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader went away (`robustfair list | head`): stop quietly, as Unix tools do
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the closed pipe
+        except OSError:
+            pass
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         sys.stderr.write(
             "robustfair: interrupted; completed epochs are in the run's last checkpoint (continue with --resume)\n"

@@ -88,12 +88,34 @@ def model_lines() -> list[str]:
     return lines
 
 
+def preset_lines() -> list[str]:
+    """One line per preset: its name and the first line of its header comment."""
+    from robustfair.engine.config import PRESET_DIR, list_presets
+
+    lines = ["presets (robustfair train NAME; files in configs/):"]
+    for name in list_presets():
+        first = ""
+        for line in (PRESET_DIR / f"{name}.yaml").read_text().splitlines():
+            if line.startswith("#"):
+                first = line.lstrip("# ").strip()
+                break
+        lines.append(f"  {name}" + (f": {first}" if first else ""))
+    return lines
+
+
+def attack_lines() -> list[str]:
+    """One line per attack preset: its description (threat model and steps)."""
+    from robustfair.attacks import ATTACKS
+
+    return ["attacks (--attack NAME, eval.attack, train.val_attack):"] + [
+        f"  {name}: {ATTACKS[name].description}" for name in ATTACKS.names()
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.kind == "datasets":
-        print("\n".join(dataset_lines()))
-        return 0
-    if args.kind == "models":
-        print("\n".join(model_lines()))
+    details = {"datasets": dataset_lines, "models": model_lines, "presets": preset_lines, "attacks": attack_lines}
+    if args.kind in details:
+        print("\n".join(details[args.kind]()))
         return 0
     for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}: {', '.join(names(kind))}")
