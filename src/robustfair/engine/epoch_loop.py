@@ -53,6 +53,7 @@ def run_epoch(
     """
     if acceleration is None:
         acceleration = resolve_acceleration(cfg, EvalConfig(), device)
+    parameters = list(parameters)  # a generator would be spent by the first clip, leaving later steps unclipped
     model.train()
     sums: dict[str, torch.Tensor] = {}
     first_bad = torch.tensor(NO_BAD_STEP, device=device)
