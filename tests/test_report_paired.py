@@ -69,3 +69,18 @@ def test_an_unknown_baseline_names_the_rows(tmp_path):
     groups = [group("pgd_at", {0: 1.0}, tmp_path), group("bat", {0: 1.0}, tmp_path)]
     with pytest.raises(ConfigError, match="pgd_at, bat"):
         paired_text(groups, "trades")
+
+
+def test_table_caption_names_restarts_version_and_sample_count(tmp_path):
+    from robustfair.report.compare import comparison_text
+
+    pgd = record("pgd_at", 0, 20.0, tmp_path)
+    pgd.results["attack"] = {"name": "pgd40_r3", "eps": 0.3, "steps": 40, "restarts": 3}
+    pgd.results["num_samples"] = 2000
+    text = comparison_text([RunGroup("pgd_at", [pgd])], per_class=False)
+    assert text.splitlines()[0] == (
+        "error % (lower is better), last model, pgd40_r3 (eps 0.3, 40 steps, 3 restarts), on 2,000 test samples"
+    )
+    aa = record("pgd_at", 0, 20.0, tmp_path)
+    aa.results["attack"] = {"name": "autoattack", "eps": 0.3, "restarts": None, "version": "standard"}
+    assert "autoattack (eps 0.3, standard)" in comparison_text([RunGroup("pgd_at", [aa])], per_class=False)

@@ -240,7 +240,11 @@ def comparison_text(
     """The whole `robustfair compare` output: summary table, then the per-class table."""
     header, rows = summary_rows(groups, which=which, attack=attack, bold=fmt != "csv")
     first = groups[0].results(which, attack)[0] if groups else {}
-    caption = f"error % (lower is better), {which} model, {attack_label(first)}" if groups else None
+    caption = None
+    if groups:
+        caption = f"error % (lower is better), {which} model, {attack_label(first)}"
+        if first.get("num_samples"):
+            caption += f", on {first['num_samples']:,} test samples"
     parts = [format_table(header, rows, fmt, caption=caption if fmt != "csv" else None)]
     notes = ranking_notes(groups, which=which, attack=attack) if fmt != "csv" else []
     if notes:  # below the table: why a row with low numbers is not bold

@@ -100,13 +100,18 @@ def attack_name(result: Mapping[str, Any]) -> str:
 
 
 def attack_label(result: Mapping[str, Any]) -> str:
-    """e.g. 'pgd20 (eps 0.0314, 20 steps)'."""
+    """e.g. 'pgd20 (eps 0.0314, 20 steps)', 'pgd40_r3 (eps 0.3, 40 steps, 3 restarts)',
+    'autoattack (eps 0.3, standard)'."""
     attack = result.get("attack") or {}
     parts = []
     if attack.get("eps") is not None:
         parts.append(f"eps {attack['eps']:.4g}")
     if attack.get("steps"):
         parts.append(f"{attack['steps']} steps")
+    if (attack.get("restarts") or 1) > 1:
+        parts.append(f"{attack['restarts']} restarts")
+    if attack.get("version"):
+        parts.append(str(attack["version"]))
     return attack_name(result) + (f" ({', '.join(parts)})" if parts else "")
 
 
