@@ -244,6 +244,12 @@ def test_sweep_table_is_the_mean_and_std_of_the_results_files(tiny_sweep):
     assert window_line.startswith("wall clock of the whole grid: ")
     assert f": {(last - first) / 60:.1f} min;" in window_line and window_line.endswith(f"{summed / 60:.1f} min")
     assert sweep.sweep_window([out / "no_such_run"]) is None
+    assert "not finished" not in text
+    # runs of the grid without a results.json are named under the tables, not silently dropped
+    partial = sweep_table(PRESETS, [0, 1, 2], out)
+    assert partial.splitlines()[-1] == "not finished, left out of the tables: " + "; ".join(
+        f"{preset} seed 2" for preset in PRESETS
+    )
 
 
 def test_cli_table_only_writes_the_same_table(tiny_sweep, tmp_path, capsys):

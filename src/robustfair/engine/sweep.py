@@ -303,6 +303,18 @@ def sweep_groups(presets: Sequence[str], seeds: Sequence[int], out: str | Path):
     return groups
 
 
+def unfinished_text(presets: Sequence[str], seeds: Sequence[int], out: str | Path) -> str:
+    """One line naming the grid's runs without a results.json (left out of the tables); ''
+    when every run has finished."""
+    missing = []
+    for preset in presets:
+        label = preset_label(preset)
+        absent = [s for s in seeds if not run_dir_for(out, label, s).joinpath("results.json").is_file()]
+        if absent:
+            missing.append(f"{label} seed{'s' if len(absent) > 1 else ''} {', '.join(str(s) for s in absent)}")
+    return f"not finished, left out of the tables: {'; '.join(missing)}" if missing else ""
+
+
 def run_wall_time(run_dir: str | Path) -> float | None:
     """Seconds from the run's (last) start, meta.json's write, to its results.json; None if unknown."""
     try:
@@ -392,8 +404,8 @@ def sweep_table(
         return table
     run_dirs = [r.path for g in groups for r in g.runs]
     summed = sum(w for w in (run_wall_time(d) for d in run_dirs) if w is not None)
-    line = window_text(sweep_window(run_dirs), summed)
-    return table + ("\n\n" + line if line else "")
+    lines = [window_text(sweep_window(run_dirs), summed), unfinished_text(presets, seeds, out)]
+    return "\n\n".join([table, *(line for line in lines if line)])
 
 
 __all__ = [
