@@ -3,7 +3,7 @@
 
 The killed run is a real `python -m robustfair.cli train` process. Its stderr is a
 pseudo-terminal, so the progress bar reports every step and the kill lands at a known
-point: step >= 10 of 60 of epoch 2, after epoch 1's checkpoint was written.
+point: step >= 10 of 120 of epoch 2, after epoch 1's checkpoint was written.
 """
 
 import json
@@ -29,10 +29,13 @@ pty = pytest.importorskip("pty", reason="needs a POSIX pseudo-terminal")
 CONFIG = {
     "extends": "digits_pgd_at",
     "name": "sigkill",
-    "data": {"train_per_class": 60, "val_per_class": 4, "test_per_class": 4},  # 600 images
-    "method": {"steps": 3},
+    "data": {"train_per_class": 120, "val_per_class": 4, "test_per_class": 4},  # 1,200 images
+    # enough work per epoch (120 steps of PGD-10) that the progress bar, which redraws at most
+    # every 0.5 s, shows epoch 2 mid-way even on a fast, idle machine (with 60 steps of PGD-3
+    # an epoch took 0.5 s there, and the bar jumped from 0 to 60/60)
+    "method": {"steps": 10},
     "schedule": {"name": "multistep", "milestones": [2]},
-    "train": {"epochs": 3, "batch_size": 10, "val_attack": "fgsm", "log_every": 1},  # 60 steps per epoch
+    "train": {"epochs": 3, "batch_size": 10, "val_attack": "fgsm", "log_every": 1},  # 120 steps per epoch
     "eval": {"attack": "fgsm", "sanity_checks": False},
 }
 KILL_AFTER_STEP = 10
@@ -86,7 +89,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
     killed = tmp_path / "killed"
 
     step, total = kill_mid_epoch_two(config_path, killed)
-    assert KILL_AFTER_STEP <= step < total == 60
+    assert KILL_AFTER_STEP <= step < total == 120
     # The kill landed inside epoch 2: only epoch 1 is on disk, and nothing claims completion.
     assert load_checkpoint(killed / "checkpoints" / "last.safetensors")["epoch"] == 1
     assert [json.loads(l)["epoch"] for l in (killed / "metrics.jsonl").read_text().splitlines()] == [1]
