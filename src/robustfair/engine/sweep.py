@@ -303,13 +303,14 @@ def sweep_groups(presets: Sequence[str], seeds: Sequence[int], out: str | Path):
     return groups
 
 
-def unfinished_text(presets: Sequence[str], seeds: Sequence[int], out: str | Path) -> str:
-    """One line naming the grid's runs without a results.json (left out of the tables); ''
-    when every run has finished."""
+def unfinished_text(presets: Sequence[str], seeds: Sequence[int], groups) -> str:
+    """One line naming the grid's runs that `sweep_groups` found unfinished (left out of the
+    tables); '' when every run has finished."""
+    finished = {g.label: set(g.seeds) for g in groups}
     missing = []
     for preset in presets:
         label = preset_label(preset)
-        absent = [s for s in seeds if not run_dir_for(out, label, s).joinpath("results.json").is_file()]
+        absent = [s for s in seeds if s not in finished.get(label, ())]
         if absent:
             missing.append(f"{label} seed{'s' if len(absent) > 1 else ''} {', '.join(str(s) for s in absent)}")
     return f"not finished, left out of the tables: {'; '.join(missing)}" if missing else ""
@@ -404,7 +405,7 @@ def sweep_table(
         return table
     run_dirs = [r.path for g in groups for r in g.runs]
     summed = sum(w for w in (run_wall_time(d) for d in run_dirs) if w is not None)
-    lines = [window_text(sweep_window(run_dirs), summed), unfinished_text(presets, seeds, out)]
+    lines = [window_text(sweep_window(run_dirs), summed), unfinished_text(presets, seeds, groups)]
     return "\n\n".join([table, *(line for line in lines if line)])
 
 

@@ -365,7 +365,7 @@ class Trainer:
         self.loader.set_epoch(epoch)
         outcome = run_epoch(
             model=self.model,
-            parameters=list(self.core.parameters()),
+            parameters=self.core.parameters(),
             method=self.method,
             optimizer=self.optimizer,
             loader=self.loader,
