@@ -67,6 +67,17 @@ def test_unknown_preset_suggests_the_closest_and_says_where_the_list_is():
         load_config("no_such_preset")
 
 
+def test_unknown_preset_without_a_presets_folder_says_where_it_looked(tmp_path, monkeypatch):
+    import robustfair.engine.config as config_module
+
+    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path / "configs")
+    with pytest.raises(ConfigError) as err:
+        load_config("digits_bat")
+    message = str(err.value)
+    assert message.startswith("unknown preset 'digits_bat' (and no such file): no presets found")
+    assert str(tmp_path / "configs") in message and "\n" not in message
+
+
 def test_trades_schedule_matches_official_epoch_numbering():
     # TRADES code: for epoch in 1..N: lr *= 0.1 if epoch >= 75, 0.01 if >= 90, 0.001 if >= 100.
     schedule = ScheduleConfig(name="piecewise", milestones=(75, 90, 100), factors=(0.1, 0.01, 0.001))

@@ -233,8 +233,14 @@ def find_config(name_or_path: str) -> Path:
     preset = PRESET_DIR / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
-    message = unknown_name_message("preset", name_or_path, list_presets(), list_command="robustfair list presets")
+    presets = list_presets()
     head = f"unknown preset {name_or_path!r}"
+    if not presets:
+        raise UnknownNameError(
+            f"{head} (and no such file): no presets found, {str(PRESET_DIR)!r} holds no *.yaml "
+            "(presets come with a source checkout, configs/ beside src/); give a YAML file's path"
+        )
+    message = unknown_name_message("preset", name_or_path, presets, list_command="robustfair list presets")
     raise UnknownNameError(head + " (and no such file)" + message[len(head) :])
 
 
