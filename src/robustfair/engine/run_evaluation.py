@@ -15,7 +15,6 @@ recorded `eval.seed`.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -151,7 +150,6 @@ def final_test_results(
     """
     last = evaluate(core, attack)
     results = last.to_dict()
-    last_only = dict(results)
     results["model_selection"] = "last epoch"
     extra = {name: (evaluate_extra or evaluate)(core, name).to_dict() for name in extra_attacks}
     if extra:
@@ -163,7 +161,7 @@ def final_test_results(
         if _holds_weights(core, state["model"]):
             # the selected epoch is the last one: the same weights under the same seeded
             # attack give the same numbers, so the last model's evaluation is reused
-            best = copy.deepcopy(last_only)
+            best = last.to_dict()
         else:
             with _weights_swapped(core, state["model"]):
                 best = evaluate(core, attack).to_dict()
@@ -180,9 +178,7 @@ def final_test_results(
 def _holds_weights(model: nn.Module, state: dict) -> bool:
     """Whether `model`'s state dict equals `state` exactly (same keys, shapes and values)."""
     own = model.state_dict()
-    return own.keys() == state.keys() and all(
-        own[k].shape == state[k].shape and torch.equal(own[k].to(state[k].device), state[k]) for k in own
-    )
+    return own.keys() == state.keys() and all(torch.equal(own[k].to(state[k].device), state[k]) for k in own)
 
 
 class _weights_swapped:
