@@ -231,6 +231,29 @@ def test_run_job_is_requeued_as_itself():
     assert delayed.function is again and delayed.args == ()
 
 
+def test_threads_travel_with_each_job_and_are_set_in_it(tmp_path, fake_slurm, monkeypatch):
+    import torch
+
+    from robustfair.engine import trainer
+
+    out = (tmp_path / "out").resolve()
+    outcome = launch_sweep(PRESETS[:1], [0], out, TINY, options=SlurmOptions(gpus_per_node=0), threads=3, log=_quiet)
+    (job_id,) = [str(job.job_id) for job in outcome.jobs.values()]
+    job = pickle.loads((out / "slurm" / job_id / f"{job_id}_submitted.pkl").read_bytes()).function
+    assert job.threads == 3
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        job()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3]
+    unset = RunJob("digits_pgd_at", TINY, tmp_path / "other", None)
+    assert unset.threads is None
+
+
 def test_a_job_of_several_tasks_exports_what_torch_distributed_reads(tmp_path):
     import submitit
 

@@ -62,7 +62,11 @@ def add_parser(sub) -> None:
         help="also print each preset's paired difference per seed against this preset, with a 95%% "
         "t-interval and a sign test over seeds",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads of each run (torch.set_num_threads; with --launcher, set in each job)",
+    )
     p.add_argument("--verbose", action="store_true", help="per-epoch progress of each run")
     add_launcher_arguments(p)
     p.set_defaults(run=run)
@@ -287,6 +291,7 @@ def launch(
         cluster=cluster,
         wait=wait,
         log=lambda line: print(line, file=sys.stderr, flush=True),
+        threads=args.threads,
     )
     folder = options.folder or str(Path(out).resolve() / "slurm")
     if wait:

@@ -134,13 +134,22 @@ def executor_parameters(options: SlurmOptions, *, name: str, after: str | None =
 class RunJob:
     """One run of the grid as a submitit job: train (or resume) `preset` with `overrides`
     into `run_dir`. Picklable; checkpointable, so a timed-out or preempted job is requeued
-    and resumes from the run's last checkpoint."""
+    and resumes from the run's last checkpoint. threads: torch CPU threads in the job
+    (`sweep --threads`); None leaves torch's default."""
 
-    def __init__(self, preset: str, overrides: Sequence[str], run_dir: str | Path, source_dir: str | Path | None):
+    def __init__(
+        self,
+        preset: str,
+        overrides: Sequence[str],
+        run_dir: str | Path,
+        source_dir: str | Path | None,
+        threads: int | None = None,
+    ):
         self.preset = preset
         self.overrides = tuple(overrides)
         self.run_dir = str(run_dir)
         self.source_dir = None if source_dir is None else str(source_dir)
+        self.threads = threads
 
     def __call__(self) -> str:
         from robustfair.engine.config import load_config
@@ -153,6 +162,10 @@ class RunJob:
         if self.source_dir is not None and not (Path(self.source_dir) / "results.json").is_file():
             raise RobustfairError(f"{run_dir}: its hot-start source {self.source_dir} has not finished")
         config = load_config(self.preset, self.overrides)
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
         resume = (run_dir / "config.yaml").is_file()
         print(
             f"robustfair: {'resuming' if resume else 'training'} {self.preset} -> {run_dir}",
@@ -240,12 +253,14 @@ def launch_sweep(
     wait: bool = False,
     log: Callable[[str], None] = print,
     make_executor: Callable[[Path], Any] | None = None,
+    threads: int | None = None,
 ) -> LaunchOutcome:
     """Submit every unfinished run of the grid as a job (see the module docstring).
 
     cluster: "slurm" or "local" (submitit's local executor: hot starts wait for their source's
     job before they are submitted). wait: block until every job has ended and record each
     outcome. make_executor(folder): an executor factory (default `submitit.AutoExecutor`).
+    threads: torch CPU threads each job sets (None: torch's default in the job).
     Raises ConfigError for a bad grid before anything is submitted.
     """
     from robustfair.engine.sweep import plan_sweep, preset_label, run_dir_for
@@ -296,7 +311,7 @@ def launch_sweep(
             **executor_parameters(options, name=f"{options.job_name}-{run.preset}-seed{run.seed}", after=after)
         )
         try:
-            job = executor.submit(RunJob(preset_by_label[run.preset], run.overrides, run.run_dir, source_dir))
+            job = executor.submit(RunJob(preset_by_label[run.preset], run.overrides, run.run_dir, source_dir, threads))
         except Exception as err:  # sbatch refused the job (a wrong partition, account, ...)
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             done = ", ".join(str(j.job_id) for j in outcome.jobs.values())
