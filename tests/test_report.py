@@ -357,6 +357,16 @@ def test_figures_render_to_png():
     assert plots.method_state_figure([{"epoch": 1, "loss": 1.0}]) is None
 
 
+def test_class_tick_labels_are_cut_but_never_made_ambiguous():
+    names = ["American alligator", "American black bear", "automobile", "cat"]
+    fig = plots.confusion_figure([[1.0] * 4] * 4, names)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    # cut at 8, both would read "America."; the width grows until they differ
+    assert ticks == ["American a.", "American b.", "automobile", "cat"]
+    assert plots._short(["automobile", "truck"], 8) == ["automob.", "truck"]
+    assert plots._short(["ab_1", "ab_2"], 3) == ["ab_1", "ab_2"]  # no cut keeps them apart: the full names
+
+
 def test_html_report_is_self_contained_with_tables_and_images(three_runs):
     runs = load_runs([str(three_runs / "*")])
     runs[2].label = "<trades>"  # names are escaped

@@ -39,7 +39,14 @@ def _nan(values: Sequence[Any]) -> np.ndarray:
 
 
 def _short(names: Sequence[str], width: int = 10) -> list[str]:
-    return [n if len(n) <= width else n[: width - 1] + "." for n in names]
+    """Tick labels cut to `width` characters ("automob."), widened until no two distinct
+    class names share a label (ImageNet's "American alligator" and "American black bear", say)."""
+    longest = max((len(n) for n in names), default=0)
+    for w in range(width, longest + 1):
+        cut = [n if len(n) <= w else n[: w - 1] + "." for n in names]
+        if len(set(cut)) == len(set(names)):
+            return cut
+    return list(names)
 
 
 def per_class_error_figure(
