@@ -5,6 +5,7 @@ creates) holds the writer before its second epoch, so the test acts while the wr
 is known to be mid-run, with no timing guesswork: a second writer (train, train --resume)
 fails at once naming the holder's PID and host and leaves the first writer's files
 intact; a SIGKILLed writer leaves its lock to the OS, and `--resume` finishes the run.
+`group train` takes the same lock for each of its tabular runs.
 Sweep workers are checked in-process against a stand-in worker (a process holding a
 run's lock), then three real `robustfair sweep` processes share one grid (slow).
 """
@@ -244,6 +245,28 @@ def test_a_writer_refused_before_it_began_leaves_no_folder(tmp_path, capsys):
     assert main(bad) == 2
     assert "data folder not found" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_group_train_refuses_a_run_directory_another_process_writes(tmp_path, capsys):
+    from group_tables import credit_csv
+
+    table = credit_csv(tmp_path / "german.csv", n=120)
+    out = tmp_path / "runs"
+    holder = start_holder(out / "erm-seed1")
+    try:
+        argv = ["group", "train", "--csv", str(table), "--label", "credit", "--positive", "good"]
+        argv += ["--sensitive", "age", "--threshold", "25", "--drop", "id", "--methods", "erm", "--seeds", "0,1"]
+        assert main([*argv, "--out", str(out), "--quiet", "train.epochs=1"]) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by PID {holder.pid} on host {HOST}" in err and err.count("\n") == 1
+        assert not (out / "erm-seed0").exists()  # nothing trained, no folder left behind
+        assert (out / "erm-seed1").is_dir() and run_lock.writer_of(out / "erm-seed1").pid == holder.pid
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert main([*argv, "--out", str(out), "--quiet", "train.epochs=1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["erm-seed0", "erm-seed1"]
+    assert not list(out.glob("*/.writer.lock"))
 
 
 # ---------------------------------------------------------------------------- sweep workers

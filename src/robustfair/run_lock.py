@@ -3,7 +3,8 @@
 Shared by the engine (writers: `engine/run_directory.py`, `engine/sweep.py`) and the
 readers (`report/runs.py`, `engine/evaluation.py`); the readers' side imports nothing heavy.
 
-A process that writes a run directory (`train`, `train --resume`, a sweep worker) first
+A process that writes a run directory (`train`, `train --resume`, a sweep worker,
+`group train` for each of its runs) first
 takes an exclusive `fcntl.flock` on `<run>/.writer.lock` and records its PID, host and
 start time in that file. The lock belongs to the open file, so it is released when the
 writer lets go, and also when it dies for any reason, SIGKILL included: the next writer

@@ -8,6 +8,8 @@
 `train` writes one run directory per (training, seed) under `--out` (default
 `runs/group/<dataset>-<sensitive>`), named `<training>-seed<seed>`, holding config.yaml,
 model.safetensors, features.json and results.json (see `robustfair.group.runs`).
+It holds each of those directories' writer lock (`robustfair.run_lock`) from before it
+checks them to its last file, so a second `group train` into the same one fails at once.
 Positional `a.b=value` arguments override the preset. `python -m robustfair.group.cli ...`
 is the same as `robustfair group ...`.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from robustfair import run_lock
 from robustfair.commands.group import OVERRIDE
 from robustfair.engine.run_files import check_writable
 from robustfair.errors import ConfigError
@@ -170,8 +173,19 @@ def run_train(args: argparse.Namespace) -> int:
     data = load_group_data_from_config(base.data)
     out = Path(args.out) if args.out else Path("runs") / "group" / f"{data.name}-{data.sensitive}"
     check_writable(out)
-    for c in configs:  # refuse before spending time if any run directory is taken
-        prepare_run_dir(out / run_dir_name(c), args.overwrite)
+    locks = []
+    try:  # one writer per run directory, held from before the check to the last file written
+        for c in configs:  # refuse before spending time if any run directory is taken
+            locks.append(run_lock.acquire(out / run_dir_name(c), "group train"))
+            prepare_run_dir(out / run_dir_name(c), args.overwrite)
+        _train_runs(args, configs, data, out)
+    finally:
+        for lock in reversed(locks):
+            lock.release(remove_if_unused=True)  # folders of runs never trained go again
+    return 0
+
+
+def _train_runs(args: argparse.Namespace, configs: list[GroupConfig], data: GroupData, out: Path) -> None:
     _echo(
         f"{data.name} ({data.sensitive}: s=1 {data.group_names[1]!r}, s=0 {data.group_names[0]!r}): "
         f"{len(data.train)} train / {len(data.test)} test rows, {data.layout.num_features} features "
@@ -204,7 +218,6 @@ def run_train(args: argparse.Namespace) -> int:
                 f" [train {trained.seconds:.1f}s, eval {eval_s:.1f}s] -> {run_dir}",
             )
         )
-    return 0
 
 
 def _run_dirs(targets: list[str]) -> list[Path]:
