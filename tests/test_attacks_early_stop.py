@@ -305,3 +305,19 @@ def test_rejects_bad_arguments(mlp, batch):
     ]:
         with pytest.raises(ConfigError, match=field):
             early_stopped_pgd(mlp, x, y, **base, **kwargs)
+
+
+def test_a_float64_model_keeps_float64_clean_logits_in_both_attacks(mlp, batch):
+    x, y, x0 = batch
+    seen = []
+
+    def kl_recording(logits_adv, labels, logits_clean):
+        seen.append((logits_adv.dtype, logits_clean.dtype))
+        return trades_kl(logits_clean, logits_adv)
+
+    kl_recording.needs_clean_logits = True
+    early_stopped_pgd(mlp, x, y, eps=EPS, step_size=STEP, steps=2, loss=kl_recording, start=x0)
+    given = mlp(x).detach()
+    early_stopped_pgd(mlp, x, y, eps=EPS, step_size=STEP, steps=2, loss=kl_recording, start=x0, logits_clean=given)
+    pgd(mlp, x, y, eps=EPS, step_size=STEP, steps=2, loss=kl_recording, start=x0)
+    assert seen and set(seen) == {(torch.float64, torch.float64)}

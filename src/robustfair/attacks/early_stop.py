@@ -50,7 +50,13 @@ from robustfair.attacks.checks import (
 )
 from robustfair.attacks.mode import crafting_mode
 from robustfair.attacks.norm_ball import ascent_step, draw, project, start_point
-from robustfair.attacks.objectives import LossFunction, Objective, objective_gradient, resolve_objective
+from robustfair.attacks.objectives import (
+    LossFunction,
+    Objective,
+    objective_gradient,
+    objective_precision,
+    resolve_objective,
+)
 from robustfair.errors import ConfigError
 
 MODES = ("both", "first_adv", "last_clean")
@@ -230,9 +236,9 @@ def early_stopped_pgd(
             logits_clean = None
         elif logits_clean is None:
             with torch.no_grad():
-                logits_clean = model(x).float()
+                logits_clean = objective_precision(model(x))
         else:
-            logits_clean = logits_clean.detach().float()
+            logits_clean = objective_precision(logits_clean.detach())
         current = start_point(x, start, eps_b, norm, start_scale, clamp, generator)
         device = x.device
         state = _State(

@@ -48,6 +48,12 @@ def _margin(logits_adv: torch.Tensor, labels: torch.Tensor, logits_clean: torch.
     return margin(logits_adv, labels)
 
 
+def objective_precision(values: torch.Tensor) -> torch.Tensor:
+    """Logits or losses at the precision objectives use: float64 stays float64 (a float64
+    model), anything lower (bfloat16 and float16 under autocast) becomes float32."""
+    return values if values.dtype == torch.float64 else values.float()
+
+
 @dataclass(frozen=True)
 class Objective:
     """A resolved attack objective; `name` is what results.json records."""
@@ -65,8 +71,7 @@ class Objective:
                 f"loss {self.name!r} must return one value per sample, shape "
                 f"[{logits_adv.shape[0]}], got {tuple(value.shape)}"
             )
-        # float64 models keep float64; lower precisions are reported in float32
-        return value if value.dtype == torch.float64 else value.float()
+        return objective_precision(value)
 
 
 _NAMED = {

@@ -32,7 +32,13 @@ from robustfair.attacks.checks import (
 )
 from robustfair.attacks.mode import crafting_mode
 from robustfair.attacks.norm_ball import ascent_step, project, start_point
-from robustfair.attacks.objectives import LossFunction, Objective, objective_gradient, resolve_objective
+from robustfair.attacks.objectives import (
+    LossFunction,
+    Objective,
+    objective_gradient,
+    objective_precision,
+    resolve_objective,
+)
 from robustfair.errors import ConfigError
 
 Budget = float | torch.Tensor
@@ -245,7 +251,7 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """float32 (float64 for a float64 model) logits without gradient, in the current (crafting) mode."""
     with torch.no_grad():
         logits = model(x)
-    return logits if logits.dtype == torch.float64 else logits.float()
+    return objective_precision(logits)
 
 
 def _outcome(
