@@ -66,3 +66,20 @@ def test_hot_starts_chain_onto_a_preset_of_the_same_setting(setting):
 def test_every_preset_loads(name):
     config = load_config(name)
     assert config.train.epochs >= 1 and config.method["name"]
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_every_training_attack_of_a_setting_can_reach_its_eps(setting):
+    """steps x step >= eps for every method of a results setting: a method whose own step rule
+    (FRL RW+RM's max_i(eps_i)/4) was written for 10 steps must not train against a weaker
+    attack than its neighbours when the setting uses fewer (setting 3: PGD-2)."""
+    for name in setting_presets(SETTINGS[setting]):
+        method = load_config(name).method_config()
+        if not hasattr(method, "steps") or load_config(name).method_name == "erm":
+            continue
+        rule = getattr(method, "step_rule", "fixed")
+        step = method.eps / 4 if rule == "max_eps_quarter" else method.step_size
+        assert method.steps * step >= method.eps * (1 - 1e-6), (
+            f"{name}: {method.steps} steps of {step:.5f} ({rule}) reach {method.steps * step:.5f}, "
+            f"less than eps {method.eps:.5f}"
+        )
