@@ -74,8 +74,9 @@ def test_every_training_attack_of_a_setting_can_reach_its_eps(setting):
     (FRL RW+RM's max_i(eps_i)/4) was written for 10 steps must not train against a weaker
     attack than its neighbours when the setting uses fewer (setting 3: PGD-2)."""
     for name in setting_presets(SETTINGS[setting]):
-        method = load_config(name).method_config()
-        if not hasattr(method, "steps") or load_config(name).method_name == "erm":
+        config = load_config(name)
+        method = config.method_config()
+        if not hasattr(method, "steps") or config.method_name == "erm":
             continue
         rule = getattr(method, "step_rule", "fixed")
         step = method.eps / 4 if rule == "max_eps_quarter" else method.step_size

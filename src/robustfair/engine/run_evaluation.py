@@ -176,9 +176,10 @@ def final_test_results(
 
 
 def _holds_weights(model: nn.Module, state: dict) -> bool:
-    """Whether `model`'s state dict equals `state` exactly (same keys, shapes and values)."""
+    """Whether `model`'s state dict equals `state` exactly (same keys, shapes and values); `state`
+    is loaded onto the model's device."""
     own = model.state_dict()
-    return own.keys() == state.keys() and all(torch.equal(own[k].to(state[k].device), state[k]) for k in own)
+    return own.keys() == state.keys() and all(torch.equal(own[k], state[k]) for k in own)
 
 
 class _weights_swapped:
